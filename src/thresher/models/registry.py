@@ -1,0 +1,85 @@
+"""The model registry: ``create_model(name, num_classes=..., in_channels=...)`` (timm's pattern)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from thresher.errors import ConfigError, ModelError
+from thresher.registry import Registry
+
+ModelBuilder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What Thresher needs to know about an architecture besides its weights.
+
+    Attributes:
+        name: registry name.
+        builder: ``builder(num_classes=int, in_channels=int) -> nn.Module`` returning logits.
+        input_size: ``(H, W)`` the architecture needs, or ``None`` when any size works.
+        mean, std: per-channel normalisation in [0, 1] pixel units (one value broadcasts).
+        recipe: name of the default training recipe in ``thresher.train.RECIPES``.
+        feature_layer: the penultimate layer (after pooling, before the classifier).
+        description: one line for ``thresher models``.
+    """
+
+    name: str
+    builder: ModelBuilder
+    input_size: tuple[int, int] | None = None
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    recipe: str = "paper-mnist"
+    feature_layer: str = ""
+    description: str = ""
+
+
+MODELS: Registry[ModelSpec] = Registry("model", error=ModelError)
+
+
+def register_model(
+    name: str,
+    *,
+    input_size: tuple[int, int] | None = None,
+    mean: tuple[float, ...] = (0.0,),
+    std: tuple[float, ...] = (1.0,),
+    recipe: str = "paper-mnist",
+    feature_layer: str = "",
+    description: str = "",
+) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering ``builder`` under ``name``."""
+
+    def wrap(builder: ModelBuilder) -> ModelBuilder:
+        MODELS.register(
+            name,
+            ModelSpec(
+                name=name,
+                builder=builder,
+                input_size=input_size,
+                mean=mean,
+                std=std,
+                recipe=recipe,
+                feature_layer=feature_layer,
+                description=description or (builder.__doc__ or "").strip().splitlines()[0],
+            ),
+        )
+        return builder
+
+    return wrap
+
+
+def model_spec(name: str) -> ModelSpec:
+    return MODELS.get(name)
+
+
+def create_model(name: str, *, num_classes: int, in_channels: int = 1) -> nn.Module:
+    """Build a fresh, randomly initialised model by registry name."""
+    spec = MODELS.get(name)
+    if num_classes < 2:
+        raise ConfigError(f"num_classes must be >= 2, got {num_classes}; a classifier needs two classes")
+    if in_channels < 1:
+        raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
+    return spec.builder(num_classes=num_classes, in_channels=in_channels)
