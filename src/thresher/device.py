@@ -19,7 +19,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but no CUDA GPU is available; use --device cpu")
+        raise ConfigError(
+            f"device {device!r} asked for but no CUDA GPU is available; use --device cpu"
+        )
     return dev
 
 

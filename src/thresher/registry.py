@@ -41,8 +41,7 @@ class Registry(Generic[T]):
         except KeyError:
             valid = ", ".join(sorted(self._entries))
             raise self._error(
-                f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())} "
-                f"(valid: {valid})"
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())} (valid: {valid})"
             ) from None
 
     def names(self) -> list[str]:

@@ -61,7 +61,9 @@ class ImageDataset:
                 "give exactly one id per image"
             )
         if len(np.unique(self.ids)) != n:
-            raise DataError(f"{self.name}: sample ids are not unique; ids must name one sample each")
+            raise DataError(
+                f"{self.name}: sample ids are not unique; ids must name one sample each"
+            )
         if self.labels is not None:
             labels = np.asarray(self.labels)
             if labels.shape != (n,):
@@ -105,7 +107,9 @@ class ImageDataset:
 
     def require_labels(self, what: str) -> np.ndarray:
         if self.labels is None:
-            raise DataError(f"{what} needs labels but {self.name} is unlabelled; load a labelled split")
+            raise DataError(
+                f"{what} needs labels but {self.name} is unlabelled; load a labelled split"
+            )
         return self.labels
 
     def class_counts(self) -> np.ndarray:

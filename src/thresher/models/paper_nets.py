@@ -64,7 +64,7 @@ def fmnist_cnn(*, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     )
 
 
-def _named(*layers: tuple[str, nn.Module]) -> "dict[str, nn.Module]":
+def _named(*layers: tuple[str, nn.Module]) -> dict[str, nn.Module]:
     from collections import OrderedDict
 
     return OrderedDict(layers)

@@ -32,7 +32,9 @@ class InputTransform:
         std = _per_channel(self.std, c, x)
         x = (x - mean) / std
         if self.size is not None and tuple(x.shape[-2:]) != tuple(self.size):
-            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=False)
+            x = F.interpolate(
+                x, size=self.size, mode="bilinear", align_corners=False, antialias=False
+            )
         return x
 
 

@@ -79,7 +79,9 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 1) -> nn.Mod
     """Build a fresh, randomly initialised model by registry name."""
     spec = MODELS.get(name)
     if num_classes < 2:
-        raise ConfigError(f"num_classes must be >= 2, got {num_classes}; a classifier needs two classes")
+        raise ConfigError(
+            f"num_classes must be >= 2, got {num_classes}; a classifier needs two classes"
+        )
     if in_channels < 1:
         raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
     return spec.builder(num_classes=num_classes, in_channels=in_channels)

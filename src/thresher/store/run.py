@@ -65,9 +65,7 @@ class Run:
         if root.exists() and not root.is_dir():
             raise RunError(f"{root} exists and is not a directory; choose another --out")
         if root.is_dir() and any(root.iterdir()) and not overwrite:
-            raise RunError(
-                f"{root} is not empty; choose a new --out directory or pass --overwrite"
-            )
+            raise RunError(f"{root} is not empty; choose a new --out directory or pass --overwrite")
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "thresher_version": __version__,
@@ -173,7 +171,9 @@ class Run:
 
         return pq.read_table(self._need(rel))
 
-    def save_weights(self, rel: str, state_dict: dict[str, Any], *, metadata: dict[str, str] | None = None) -> Path:
+    def save_weights(
+        self, rel: str, state_dict: dict[str, Any], *, metadata: dict[str, str] | None = None
+    ) -> Path:
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
