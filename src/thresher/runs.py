@@ -1,0 +1,293 @@
+"""Workflows over run directories: the public API that the CLI (and later the app) call.
+
+A training run records *how* to rebuild its data (data set name, root, limit, long-tail
+parameters) and model (registry name, classes, channels, weights), so every later step
+(``embed``, ``evaluate``, ...) works from the run directory alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from thresher.data import ImageDataset
+from thresher.errors import ConfigError, RunError
+from thresher.store import Run
+
+WEIGHTS = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How to rebuild a run's data: ``load_dataset(name, root=..., split=...)`` plus options.
+
+    ``limit`` and the long-tail options apply to the training split only; the test split is
+    always whole, so accuracies stay comparable.
+    """
+
+    name: str
+    root: str | None = None
+    limit: int | None = None
+    seed: int = 0
+    longtail_ratio: float | None = None
+    longtail_kind: str = "exp"
+
+    def resolved(self) -> DataSpec:
+        """Pin the data root (parameter or THRESHER_DATA) so the run can be reopened anywhere."""
+        root = self.root or os.environ.get("THRESHER_DATA")
+        name = self.name
+        if Path(name).exists():  # a user path: store it absolute
+            name = str(Path(name).resolve())
+        return DataSpec(
+            name=name,
+            root=str(Path(root).resolve()) if root else None,
+            limit=self.limit,
+            seed=self.seed,
+            longtail_ratio=self.longtail_ratio,
+            longtail_kind=self.longtail_kind,
+        )
+
+    def load(self, split: str = "train") -> ImageDataset:
+        from thresher.data import load_dataset, make_long_tailed
+
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
+        is_train = split == "train"
+        ds = load_dataset(
+            self.name,
+            root=self.root,
+            split=split,
+            limit=self.limit if is_train else None,
+            seed=self.seed,
+        )
+        if is_train and self.longtail_ratio is not None:
+            ds = make_long_tailed(
+                ds, ratio=self.longtail_ratio, kind=self.longtail_kind, seed=self.seed
+            )
+        return ds
+
+
+@dataclass(frozen=True)
+class TrainRunResult:
+    """What ``train_run`` produced (shared by the CLI's table and its ``--json``)."""
+
+    run_dir: str
+    dataset: str
+    model: str
+    recipe: str
+    epochs: int
+    train_size: int
+    test_size: int
+    test_accuracy: float
+    per_class_f1: list[float]
+    seconds: float
+    images_per_second: float
+    device: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train_run(
+    out: str | os.PathLike[str],
+    *,
+    data: DataSpec,
+    model: str,
+    recipe: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    overwrite: bool = False,
+) -> TrainRunResult:
+    """Train ``model`` on ``data``'s training split, test it, and store it all in ``out``."""
+    from thresher.device import resolve_device
+    from thresher.evaluate import classification_metrics
+    from thresher.models import create_model, model_spec, transform_for
+    from thresher.train import RECIPES, fit, predict
+
+    spec = model_spec(model)  # unknown model: fail before any data is read
+    recipe_name = recipe or spec.recipe
+    rec = RECIPES.get(recipe_name)
+    if epochs is not None:
+        rec = rec.replace(epochs=epochs)
+    data = data.resolved()
+    dev = resolve_device(device)
+    train = data.load("train")
+    test = data.load("test")
+    _check_compatible(train, test)
+    net = create_model(model, num_classes=train.num_classes, in_channels=train.channels)
+    transform = transform_for(model)
+    run = Run.create(
+        out,
+        overwrite=overwrite,
+        config={
+            "data": asdict(data),
+            "model": {
+                "name": model,
+                "num_classes": train.num_classes,
+                "in_channels": train.channels,
+            },
+            "classes": list(train.classes),
+            "recipe": {"name": recipe_name, **asdict(rec)},
+            "seed": seed,
+        },
+        inputs={"train": train.fingerprint(), "test": test.fingerprint()},
+    )
+    start = time.perf_counter()
+    result = fit(net, train, recipe=rec, seed=seed, device=dev, transform=transform)
+    seconds = time.perf_counter() - start
+    run.save_weights(WEIGHTS, result.model.state_dict())
+    logits = predict(result.model, test, transform=transform, device=dev)
+    metrics = classification_metrics(
+        test.require_labels("testing"), logits.argmax(1), num_classes=train.num_classes
+    )
+    history = [dict(h) for h in result.history_dicts()]
+    run.write_table("train_history.parquet", {k: [h[k] for h in history] for k in history[0]})
+    run.write_json("test_metrics.json", metrics)
+    out_result = TrainRunResult(
+        run_dir=str(run.path),
+        dataset=train.name,
+        model=model,
+        recipe=recipe_name,
+        epochs=rec.epochs,
+        train_size=len(train),
+        test_size=len(test),
+        test_accuracy=float(metrics["accuracy"]),
+        per_class_f1=[float(v) for v in metrics["f1"]],
+        seconds=seconds,
+        images_per_second=len(train) * rec.epochs / seconds,
+        device=str(dev),
+        history=history,
+    )
+    run.record_step("train", {k: v for k, v in out_result.to_dict().items() if k != "history"})
+    return out_result
+
+
+def _check_compatible(train: ImageDataset, test: ImageDataset) -> None:
+    if train.classes != test.classes:
+        raise RunError(
+            f"train and test splits name different classes ({len(train.classes)} vs "
+            f"{len(test.classes)}); both splits need the same class folders"
+        )
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise RunError(
+            f"train images are {train.images.shape[1:]} but test images are "
+            f"{test.images.shape[1:]}; both splits need one image size"
+        )
+
+
+# --- reopening a run ------------------------------------------------------------------------
+def open_run(path: str | os.PathLike[str]) -> Run:
+    return Run.open(path)
+
+
+def run_data_spec(run: Run) -> DataSpec:
+    return DataSpec(**run.config["data"])
+
+
+def run_dataset(run: Run, split: str = "train") -> ImageDataset:
+    """The run's data, rebuilt and checked against the fingerprint recorded at training."""
+    ds = run_data_spec(run).load(split)
+    recorded = run.manifest["inputs"].get(split)
+    if recorded is not None and recorded != ds.fingerprint():
+        raise RunError(
+            f"the {split} data of {run.path} changed since the run was made (fingerprint "
+            "mismatch); restore the original files or train a new run"
+        )
+    return ds
+
+
+def run_model(run: Run) -> nn.Module:
+    """The run's trained model (eval mode, CPU)."""
+    from thresher.models import create_model
+
+    cfg = run.config["model"]
+    if "train" not in run.manifest["steps"]:
+        raise RunError(f"{run.path} has no trained model; run `thresher train` into it first")
+    net = create_model(
+        cfg["name"], num_classes=cfg["num_classes"], in_channels=cfg["in_channels"]
+    )
+    net.load_state_dict(run.load_weights(WEIGHTS))
+    return net.eval()
+
+
+def run_transform(run: Run) -> Any:
+    from thresher.models import transform_for
+
+    return transform_for(run.config["model"]["name"])
+
+
+# --- embed ------------------------------------------------------------------------------------
+def embed_run(
+    run: Run,
+    *,
+    layer: str | None = None,
+    split: str = "train",
+    reduce: str = "flatten",
+    device: str | None = None,
+) -> Any:
+    """Extract (or reuse) embeddings of ``layer`` (penultimate by default) for ``split``."""
+    from thresher.embed import cached_extract, default_layer
+    from thresher.models import model_spec
+
+    net = run_model(run)
+    ds = run_dataset(run, split)
+    spec = model_spec(run.config["model"]["name"])
+    name = layer or default_layer(net, spec.feature_layer, input_shape=(1, *ds.images.shape[1:]))
+    emb = cached_extract(
+        run, net, ds, layer=name, transform=run_transform(run), reduce=reduce, device=device
+    )
+    steps = run.manifest["steps"].get("embed", {})
+    steps[f"{split}:{name}:{reduce}"] = {
+        "layer": name,
+        "split": split,
+        "reduce": reduce,
+        "shape": list(emb.values.shape),
+    }
+    run.record_step("embed", steps)
+    return emb
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+def evaluate_run(
+    run: Run,
+    *,
+    subset_ids: np.ndarray | None,
+    seeds: int = 5,
+    epochs: int | None = None,
+    device: str | None = None,
+    name: str = "subset",
+) -> Any:
+    """Retrain the run's architecture on a subset of its training split with ``seeds`` seeds."""
+    from thresher.evaluate import evaluate
+    from thresher.train import Recipe
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    cfg = run.config
+    rec_cfg = {k: v for k, v in cfg["recipe"].items() if k != "name"}
+    rec = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec_cfg.items()})
+    if epochs is not None:
+        rec = rec.replace(epochs=epochs)
+    train = run_dataset(run, "train")
+    test = run_dataset(run, "test")
+    result = evaluate(
+        train,
+        test,
+        model=cfg["model"]["name"],
+        recipe=rec,
+        subset_ids=subset_ids,
+        seeds=seeds,
+        device=device,
+    )
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    run.write_table(f"evaluate/{safe}.parquet", result.to_table())
+    run.write_json(f"evaluate/{safe}.json", result.to_dict())
+    return result
