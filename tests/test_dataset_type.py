@@ -51,7 +51,8 @@ def test_subset_by_ids_keeps_order_and_content() -> None:
     ds = make()
     sub = ds.subset(["s4", "s1"])
     assert sub.ids.tolist() == ["s4", "s1"]
-    assert sub.labels is not None and sub.labels.tolist() == [1, 1]
+    assert sub.labels is not None
+    assert sub.labels.tolist() == [1, 1]
     np.testing.assert_array_equal(sub.images[0], ds.images[4])
     with pytest.raises(DataError, match="not in the data set"):
         ds.subset(["s1", "zzz"])

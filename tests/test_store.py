@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from thresher.errors import DataError, RunError
 from thresher.store import Run, atomic_open, read_ids, write_ids
@@ -42,7 +41,7 @@ def test_open_refuses_non_run_and_other_schema(tmp_path: Path) -> None:
         Run.open(tmp_path)
 
 
-def test_arrays_tables_weights_roundtrip(tmp_path: Path) -> None:
+def test_arrays_and_tables_roundtrip(tmp_path: Path) -> None:
     run = Run.create(tmp_path, config={})
     arr = np.arange(12, dtype=np.float32).reshape(3, 4)
     run.write_array("emb/values.npy", arr)
@@ -51,14 +50,11 @@ def test_arrays_tables_weights_roundtrip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back, arr)
     run.write_table("t.parquet", {"id": ["a", "b"], "score": [0.5, 1.0]})
     assert run.read_table("t.parquet").column("score").to_pylist() == [0.5, 1.0]
-    state = {"w": torch.randn(2, 3)}
-    run.save_weights("m.safetensors", state)
-    torch.testing.assert_close(run.load_weights("m.safetensors")["w"], state["w"])
 
 
 def test_missing_file_names_the_step(tmp_path: Path) -> None:
     run = Run.create(tmp_path, config={})
-    with pytest.raises(RunError, match="no emb.npy"):
+    with pytest.raises(RunError, match=r"no emb\.npy"):
         run.read_array("emb.npy")
 
 
@@ -72,9 +68,14 @@ def test_paths_may_not_leave_the_run(tmp_path: Path) -> None:
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "a.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError), atomic_open(target, "w") as fh:
-        fh.write("half of the new")
-        raise RuntimeError("disk full")
+
+    def write_then_fail() -> None:
+        with atomic_open(target, "w") as fh:
+            fh.write("half of the new")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["a.txt"]
 
@@ -89,7 +90,7 @@ def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
         ro.mkdir()
         ro.chmod(0o500)
         target = ro / "r"
-    with pytest.raises(RunError, match="cannot write|choose"):
+    with pytest.raises(RunError, match=r"cannot write|choose"):
         Run.create(target, config={})
 
 

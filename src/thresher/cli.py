@@ -124,7 +124,9 @@ def _asdict(obj: Any) -> dict[str, Any]:
 # --- data ---------------------------------------------------------------------------------------
 @data_app.command("info")
 def data_info_cmd(
-    dataset: Annotated[str, typer.Argument(help="mnist | fashion-mnist | cifar10 | cifar100 | digits | PATH")],
+    dataset: Annotated[
+        str, typer.Argument(help="mnist | fashion-mnist | cifar10 | cifar100 | digits | PATH")
+    ],
     root: RootOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -137,16 +139,16 @@ def data_info_cmd(
     if as_json:
         _print_json(infos)
         return
-    classes = infos["train"]["classes"]
+    tr, te = infos["train"], infos["test"]
     table = Table("class", "train", "test", title=f"{dataset}")
-    for i, c in enumerate(classes):
-        table.add_row(c, str(infos["train"]["counts"][i]), str(infos["test"]["counts"][i]))
-    table.add_row("[b]total", str(infos["train"]["size"]), str(infos["test"]["size"]))
+    for c in tr["classes"]:
+        table.add_row(c, str(tr["counts"].get(c, 0)), str(te["counts"].get(c, 0)))
+    table.add_row("[b]total", str(tr["size"]), str(te["size"]))
     out.print(table)
-    tr = infos["train"]
+    ratio = tr["imbalance_ratio"]
     out.print(
-        f"images {tuple(tr['image_shape'])} {tr['dtype']}, "
-        f"imbalance (max/min) train {tr['imbalance_ratio']:.2f}"
+        f"images {'x'.join(map(str, tr['shape']))} {tr['dtype']}; train imbalance (max/min) "
+        + (f"{ratio:.2f}" if ratio is not None else "n/a (unlabelled)")
     )
 
 
@@ -155,6 +157,9 @@ def data_fetch_cmd(
     dataset: Annotated[str, typer.Argument(help="mnist | fashion-mnist | cifar10 | cifar100")],
     root: RootOpt = None,
     force: Annotated[bool, typer.Option(help="Download again even if present.")] = False,
+    base_url: Annotated[
+        str | None, typer.Option(help="A mirror holding <name>/<file> (or $THRESHER_MIRROR).")
+    ] = None,
 ) -> None:
     """Download a data set from its canonical source, verify checksums, resume partial files."""
     from thresher.data import fetch
@@ -162,23 +167,37 @@ def data_fetch_cmd(
     target = root or os.environ.get("THRESHER_DATA")
     if target is None:
         raise ThresherError("no data root: pass --root DIR or set THRESHER_DATA")
-    paths = fetch(dataset, root=Path(target), force=force)
-    for p in paths:
-        out.print(f"verified {p}")
+    res = fetch(dataset, root=Path(target), force=force, base_url=base_url)
+    for rel in res.downloaded:
+        out.print(f"downloaded and verified {res.root / rel}")
+    for rel in res.present:
+        out.print(f"already present, verified {res.root / rel}")
+    for rel in res.extracted:
+        out.print(f"extracted {res.root / rel}")
 
 
 # --- train / embed / evaluate -------------------------------------------------------------------
 @app.command("train")
 def train_cmd(
-    dataset: Annotated[str, typer.Argument(help="mnist | fashion-mnist | cifar10 | cifar100 | digits | PATH")],
-    model: Annotated[str, typer.Option("--model", help="Registered model (see `thresher models`).")],
+    dataset: Annotated[
+        str, typer.Argument(help="mnist | fashion-mnist | cifar10 | cifar100 | digits | PATH")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", help="Registered model (see `thresher models`).")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
     root: RootOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Train on a stratified N-sample subset.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Train on a stratified N-sample subset.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    recipe: Annotated[str | None, typer.Option(help="Training recipe (default: the model's).")] = None,
-    longtail: Annotated[float | None, typer.Option(help="Make the train split long-tailed at this ratio.")] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="Training recipe (default: the model's).")
+    ] = None,
+    longtail: Annotated[
+        float | None, typer.Option(help="Make the train split long-tailed at this ratio.")
+    ] = None,
     longtail_kind: Annotated[str, typer.Option(help="exp or step.")] = "exp",
     overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty --out.")] = False,
     device: DeviceOpt = None,
@@ -238,13 +257,17 @@ def embed_cmd(
     if as_json:
         _print_json(info)
         return
-    out.print(f"embedded {info['shape'][0]} samples of {split} at {emb.layer}: {info['shape'][1]}-d")
+    out.print(
+        f"embedded {info['shape'][0]} samples of {split} at {emb.layer}: {info['shape'][1]}-d"
+    )
 
 
 @app.command("evaluate")
 def evaluate_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    subset: Annotated[Path | None, typer.Option(help="Ids to keep (txt/csv/json/parquet); default all.")] = None,
+    subset: Annotated[
+        Path | None, typer.Option(help="Ids to keep (txt/csv/json/parquet); default all.")
+    ] = None,
     seeds: Annotated[int, typer.Option(help="Models to train (seeds 0..N-1).")] = 5,
     epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
     device: DeviceOpt = None,
@@ -272,7 +295,9 @@ def evaluate_cmd(
 # --- demo ---------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo run.")] = Path("runs/demo"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo run.")] = Path(
+        "runs/demo"
+    ),
     device: DeviceOpt = None,
 ) -> None:
     """The main job, end to end on scikit-learn's real digits (ships with a dependency)."""

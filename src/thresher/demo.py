@@ -58,12 +58,18 @@ def run_demo(
 
     seconds = time.perf_counter() - t0
     echo(f"[4/4] done in {seconds:.0f} s. Outputs in {out}/:")
-    for rel in ("manifest.json", "model.safetensors", "test_metrics.json", "embeddings/", "evaluate/"):
+    for rel in (
+        "manifest.json",
+        "model.safetensors",
+        "test_metrics.json",
+        "embeddings/",
+        "evaluate/",
+    ):
         echo(f"      {out / rel}")
     echo(f"      {subset_file}")
     return {
         "test_accuracy": trained.test_accuracy,
-        "full_mean_accuracy": full.mean_accuracy,
-        "half_mean_accuracy": part.mean_accuracy,
+        "full_mean_accuracy": full.accuracy_mean,
+        "half_mean_accuracy": part.accuracy_mean,
         "seconds": seconds,
     }

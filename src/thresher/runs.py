@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from thresher.data import ImageDataset
@@ -108,13 +109,12 @@ def train_run(
 ) -> TrainRunResult:
     """Train ``model`` on ``data``'s training split, test it, and store it all in ``out``."""
     from thresher.device import resolve_device
-    from thresher.evaluate import classification_metrics
-    from thresher.models import create_model, model_spec, transform_for
-    from thresher.train import RECIPES, fit, predict
+    from thresher.evaluate import class_metrics
+    from thresher.models import model_spec, transform_for
+    from thresher.train import fit, get_recipe, predict, save_checkpoint
 
     spec = model_spec(model)  # unknown model: fail before any data is read
-    recipe_name = recipe or spec.recipe
-    rec = RECIPES.get(recipe_name)
+    rec = get_recipe(recipe or spec.recipe)
     if epochs is not None:
         rec = rec.replace(epochs=epochs)
     data = data.resolved()
@@ -122,7 +122,6 @@ def train_run(
     train = data.load("train")
     test = data.load("test")
     _check_compatible(train, test)
-    net = create_model(model, num_classes=train.num_classes, in_channels=train.channels)
     transform = transform_for(model)
     run = Run.create(
         out,
@@ -135,32 +134,40 @@ def train_run(
                 "in_channels": train.channels,
             },
             "classes": list(train.classes),
-            "recipe": {"name": recipe_name, **asdict(rec)},
+            "recipe": rec.to_dict(),
             "seed": seed,
         },
         inputs={"train": train.fingerprint(), "test": test.fingerprint()},
     )
     start = time.perf_counter()
-    result = fit(net, train, recipe=rec, seed=seed, device=dev, transform=transform)
+    result = fit(model, train, recipe=rec, seed=seed, device=dev, transform=transform)
     seconds = time.perf_counter() - start
-    run.save_weights(WEIGHTS, result.model.state_dict())
+    save_checkpoint(result, run.file(WEIGHTS))
     logits = predict(result.model, test, transform=transform, device=dev)
-    metrics = classification_metrics(
+    m = class_metrics(
         test.require_labels("testing"), logits.argmax(1), num_classes=train.num_classes
     )
-    history = [dict(h) for h in result.history_dicts()]
+    metrics = {
+        "accuracy": m.accuracy,
+        "precision": m.precision,
+        "recall": m.recall,
+        "f1": m.f1,
+        "confusion": m.confusion,
+        "classes": list(train.classes),
+    }
+    history = [asdict(h) for h in result.history]
     run.write_table("train_history.parquet", {k: [h[k] for h in history] for k in history[0]})
     run.write_json("test_metrics.json", metrics)
     out_result = TrainRunResult(
         run_dir=str(run.path),
         dataset=train.name,
         model=model,
-        recipe=recipe_name,
+        recipe=rec.name,
         epochs=rec.epochs,
         train_size=len(train),
         test_size=len(test),
-        test_accuracy=float(metrics["accuracy"]),
-        per_class_f1=[float(v) for v in metrics["f1"]],
+        test_accuracy=m.accuracy,
+        per_class_f1=[float(v) for v in m.f1],
         seconds=seconds,
         images_per_second=len(train) * rec.epochs / seconds,
         device=str(dev),
@@ -206,16 +213,11 @@ def run_dataset(run: Run, split: str = "train") -> ImageDataset:
 
 def run_model(run: Run) -> nn.Module:
     """The run's trained model (eval mode, CPU)."""
-    from thresher.models import create_model
+    from thresher.train import load_checkpoint
 
-    cfg = run.config["model"]
     if "train" not in run.manifest["steps"]:
         raise RunError(f"{run.path} has no trained model; run `thresher train` into it first")
-    net = create_model(
-        cfg["name"], num_classes=cfg["num_classes"], in_channels=cfg["in_channels"]
-    )
-    net.load_state_dict(run.load_weights(WEIGHTS))
-    return net.eval()
+    return load_checkpoint(run.file(WEIGHTS))
 
 
 def run_transform(run: Run) -> Any:
@@ -240,7 +242,8 @@ def embed_run(
     net = run_model(run)
     ds = run_dataset(run, split)
     spec = model_spec(run.config["model"]["name"])
-    name = layer or default_layer(net, spec.feature_layer, input_shape=(1, *ds.images.shape[1:]))
+    sample = run_transform(run)(torch.from_numpy(ds.images[:1]))  # the model's input shape
+    name = layer or default_layer(net, spec.feature_layer, input_shape=tuple(sample.shape))
     emb = cached_extract(
         run, net, ds, layer=name, transform=run_transform(run), reduce=reduce, device=device
     )
@@ -272,8 +275,7 @@ def evaluate_run(
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     cfg = run.config
-    rec_cfg = {k: v for k, v in cfg["recipe"].items() if k != "name"}
-    rec = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec_cfg.items()})
+    rec = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["recipe"].items()})
     if epochs is not None:
         rec = rec.replace(epochs=epochs)
     train = run_dataset(run, "train")

@@ -1,15 +1,39 @@
 """Model registry: paper nets, CIFAR ResNets, torchvision/timm adapters, user modules."""
 
+from thresher.models import external as _external  # noqa: F401  (registers efficientnet_lite0)
 from thresher.models import paper_nets as _paper_nets  # noqa: F401  (registers)
+from thresher.models import resnet_cifar as _resnet_cifar  # noqa: F401  (registers)
+from thresher.models.external import external_spec
+from thresher.models.fingerprint import model_fingerprint
+from thresher.models.loading import (
+    LoadedModel,
+    feature_layer_of,
+    load_weights,
+    penultimate_layer,
+    save_checkpoint,
+    wrap_module,
+)
 from thresher.models.preprocess import InputTransform, transform_for
 from thresher.models.registry import MODELS, ModelSpec, create_model, model_spec, register_model
+from thresher.models.resnet_cifar import BasicBlock, PadShortcut, cifar_resnet
 
 __all__ = [
     "MODELS",
+    "BasicBlock",
     "InputTransform",
+    "LoadedModel",
     "ModelSpec",
+    "PadShortcut",
+    "cifar_resnet",
     "create_model",
+    "external_spec",
+    "feature_layer_of",
+    "load_weights",
+    "model_fingerprint",
     "model_spec",
+    "penultimate_layer",
     "register_model",
+    "save_checkpoint",
     "transform_for",
+    "wrap_module",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from torch import nn
 
 from thresher.models.registry import register_model
@@ -64,7 +66,5 @@ def fmnist_cnn(*, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     )
 
 
-def _named(*layers: tuple[str, nn.Module]) -> dict[str, nn.Module]:
-    from collections import OrderedDict
-
+def _named(*layers: tuple[str, nn.Module]) -> OrderedDict[str, nn.Module]:
     return OrderedDict(layers)

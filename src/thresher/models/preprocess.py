@@ -39,6 +39,10 @@ class InputTransform:
 
 
 def _per_channel(values: tuple[float, ...], channels: int, like: torch.Tensor) -> torch.Tensor:
+    if channels == 1 and len(values) > 1:
+        # Grey images on a colour-normalised architecture: one grey channel carries the mean
+        # of the colour statistics (what a grey image repeated to RGB would see on average).
+        values = (sum(values) / len(values),)
     if len(values) not in (1, channels):
         raise DataError(
             f"normalisation has {len(values)} values but the images have {channels} channels; "

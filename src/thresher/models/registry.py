@@ -72,12 +72,22 @@ def register_model(
 
 
 def model_spec(name: str) -> ModelSpec:
-    return MODELS.get(name)
+    """The spec of a registered name, or of ``tv:<torchvision name>`` / ``timm:<timm name>``."""
+    if name in MODELS:
+        return MODELS.get(name)
+    if ":" in name:
+        from thresher.models.external import external_spec
+
+        return external_spec(name)
+    try:
+        return MODELS.get(name)
+    except ModelError as err:
+        raise ModelError(f"{err}; or tv:<torchvision model>, timm:<timm model>") from None
 
 
 def create_model(name: str, *, num_classes: int, in_channels: int = 1) -> nn.Module:
     """Build a fresh, randomly initialised model by registry name."""
-    spec = MODELS.get(name)
+    spec = model_spec(name)
     if num_classes < 2:
         raise ConfigError(
             f"num_classes must be >= 2, got {num_classes}; a classifier needs two classes"

@@ -5,7 +5,7 @@ Layout::
     RUN/manifest.json          schema version, package version, config, input hashes, steps
     RUN/*.parquet              tables (pyarrow)
     RUN/*.npy                  arrays (memory-mapped on read)
-    RUN/*.safetensors          weights
+    RUN/*.safetensors          weights (``thresher.train.save_checkpoint``)
     RUN/*.json                 small results
 """
 
@@ -170,19 +170,3 @@ class Run:
         import pyarrow.parquet as pq
 
         return pq.read_table(self._need(rel))
-
-    def save_weights(
-        self, rel: str, state_dict: dict[str, Any], *, metadata: dict[str, str] | None = None
-    ) -> Path:
-        from safetensors.torch import save_file
-
-        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-        p = self.file(rel)
-        with atomic_path(p) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-        return p
-
-    def load_weights(self, rel: str) -> dict[str, Any]:
-        from safetensors.torch import load_file
-
-        return load_file(str(self._need(rel)))

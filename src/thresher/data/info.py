@@ -1,0 +1,41 @@
+"""``dataset_info``: the summary ``thresher data info`` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from thresher.data.types import ImageDataset
+
+
+def dataset_info(ds: ImageDataset) -> dict[str, Any]:
+    """Size, shape, dtype and class balance of ``ds`` as a JSON-ready dict.
+
+    Keys: ``name``, ``size``, ``shape`` ``[C, H, W]``, ``dtype``, ``labelled``,
+    ``num_classes``, ``classes``, ``counts`` (class name -> samples), ``imbalance_ratio``
+    (largest / smallest non-empty class; ``None`` when unlabelled), ``empty_classes``,
+    ``source``.
+    """
+    info: dict[str, Any] = {
+        "name": ds.name,
+        "size": len(ds),
+        "shape": [ds.channels, *ds.image_size],
+        "dtype": str(ds.images.dtype),
+        "labelled": ds.is_labelled,
+        "num_classes": ds.num_classes,
+        "classes": list(ds.classes),
+        "counts": {},
+        "imbalance_ratio": None,
+        "empty_classes": [],
+        "source": ds.source,
+    }
+    if ds.labels is not None:
+        counts = ds.class_counts()
+        present = counts[counts > 0]
+        info["counts"] = {c: int(n) for c, n in zip(ds.classes, counts, strict=True)}
+        info["imbalance_ratio"] = float(present.max() / present.min())
+        info["empty_classes"] = [c for c, n in zip(ds.classes, counts, strict=True) if n == 0]
+        info["min_class_count"] = int(np.min(counts))
+        info["max_class_count"] = int(np.max(counts))
+    return info

@@ -1,0 +1,234 @@
+"""Which layers a model has, what they output, and which one is the penultimate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from thresher.errors import LayerError, did_you_mean
+
+_OutputHook = Callable[[nn.Module, object, object], None]
+
+_PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+#: How many names an error message lists before it cuts the list short.
+_MAX_LISTED = 40
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One tappable layer, as seen by a dry forward pass.
+
+    Attributes:
+        name: dotted module path, as in ``model.named_modules()`` ("features.3", "fc").
+        type: the module's class name ("Conv2d").
+        output_shape: output shape without the batch axis, e.g. ``(32, 26, 26)``.
+        num_features: number of values per sample when the output is flattened.
+        params: number of parameters, the module's children included.
+        is_leaf: ``True`` for a module without children, ``False`` for a named container.
+    """
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    num_features: int
+    params: int
+    is_leaf: bool
+
+
+def list_layers(model: nn.Module, *, input_shape: Sequence[int]) -> list[LayerInfo]:
+    """All named modules that output a tensor, with their output shapes.
+
+    Runs one forward pass on zeros of ``input_shape`` in eval mode without gradients; the hooks
+    it uses are removed afterwards, even when the forward fails, and the model's train/eval
+    flags are restored. Modules the forward never calls are left out; a module called more
+    than once reports its first call.
+
+    Parameters
+    ----------
+    model:
+        any ``nn.Module`` taking one ``(B, C, H, W)`` tensor.
+    input_shape:
+        ``(C, H, W)`` or ``(B, C, H, W)`` of the model's input (after its transform).
+
+    Returns
+    -------
+    list[LayerInfo]
+        in ``named_modules()`` order; the root module itself is not listed.
+    """
+    modules = _named_submodules(model)
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def make_hook(name: str) -> _OutputHook:
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if name not in shapes and isinstance(output, torch.Tensor) and output.ndim >= 1:
+                shapes[name] = tuple(int(s) for s in output.shape[1:])
+
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(n)) for n, m in modules.items()]
+    try:
+        _dry_forward(model, input_shape)
+    finally:
+        for h in handles:
+            h.remove()
+    return [
+        LayerInfo(
+            name=name,
+            type=type(module).__name__,
+            output_shape=shapes[name],
+            num_features=math.prod(shapes[name]),
+            params=sum(p.numel() for p in module.parameters()),
+            is_leaf=next(module.children(), None) is None,
+        )
+        for name, module in modules.items()
+        if name in shapes
+    ]
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name``; refuses unknown names with the list of valid ones."""
+    modules = _named_submodules(model)
+    if name in modules:
+        return modules[name]
+    names = list(modules)
+    raise LayerError(
+        f"model has no layer {name!r}{did_you_mean(name, names)} "
+        f"(valid: {_listing(names)}); pick one of these names, see `thresher layers`"
+    )
+
+
+def default_layer(
+    model: nn.Module,
+    feature_layer: str = "",
+    *,
+    input_shape: Sequence[int] | None = None,
+) -> str:
+    """The penultimate layer: after pooling, before the classifier.
+
+    ``feature_layer`` (a registered architecture's ``ModelSpec.feature_layer``) wins when given.
+    Otherwise a dry forward on ``input_shape`` finds the last ``nn.Linear`` to run and returns
+    the module whose output is that layer's input (matched by storage, so a functional
+    ``torch.flatten`` between ``avgpool`` and ``fc`` still finds ``avgpool``).
+
+    Raises
+    ------
+    LayerError
+        unknown ``feature_layer``, no ``nn.Linear`` in the forward, or its input made by no module.
+    """
+    if feature_layer:
+        resolve_layer(model, feature_layer)
+        return feature_layer
+    if input_shape is None:
+        raise LayerError(
+            "finding the penultimate layer needs the input shape; pass input_shape=(C, H, W) "
+            "or name the layer explicitly"
+        )
+    modules = _named_submodules(model)
+    fired: list[tuple[str, torch.Tensor]] = []  # (name, output) in completion order
+    linear_input: list[tuple[int, torch.Tensor]] = []  # (len(fired) at call, input)
+
+    def make_out_hook(name: str) -> _OutputHook:
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor):
+                fired.append((name, output))
+
+        return hook
+
+    def linear_pre_hook(_module: nn.Module, inputs: tuple[object, ...]) -> None:
+        if inputs and isinstance(inputs[0], torch.Tensor):
+            linear_input.append((len(fired), inputs[0]))
+
+    handles = [m.register_forward_hook(make_out_hook(n)) for n, m in modules.items()]
+    handles += [
+        m.register_forward_pre_hook(linear_pre_hook)
+        for m in modules.values()
+        if isinstance(m, nn.Linear)
+    ]
+    try:
+        _dry_forward(model, input_shape)
+    finally:
+        for h in handles:
+            h.remove()
+    if not linear_input:
+        raise LayerError(
+            f"model runs no nn.Linear, so it has no obvious penultimate layer; name one "
+            f"(valid: {_listing(list(modules))})"
+        )
+    before, x = linear_input[-1]
+    matches = [name for name, output in reversed(fired[:before]) if _same_values(output, x)]
+    # In eval mode Dropout and Identity hand their input on unchanged: name the real layer.
+    real = [n for n in matches if not isinstance(modules[n], _PASS_THROUGH)]
+    if real or matches:
+        return (real or matches)[0]
+    raise LayerError(
+        "the input of the model's last nn.Linear is computed outside any module, so no layer "
+        f"holds it; name the layer explicitly (valid: {_listing(list(modules))})"
+    )
+
+
+def model_input_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model without any)."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _same_values(output: torch.Tensor, x: torch.Tensor) -> bool:
+    """``x`` is ``output`` or a reshaped view of it (same storage, offset and size)."""
+    if output is x:
+        return True
+    return bool(
+        output.numel() == x.numel()
+        and output.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+        and output.storage_offset() == x.storage_offset()
+    )
+
+
+def _named_submodules(model: nn.Module) -> dict[str, nn.Module]:
+    return {name: m for name, m in model.named_modules() if name}
+
+
+def _listing(names: list[str]) -> str:
+    if len(names) <= _MAX_LISTED:
+        return ", ".join(names)
+    return ", ".join(names[:_MAX_LISTED]) + f", ... ({len(names)} in all)"
+
+
+def _dry_forward(model: nn.Module, input_shape: Sequence[int]) -> None:
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 3:
+        shape = (1, *shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise LayerError(
+            f"input_shape must be (C, H, W) or (B, C, H, W) with positive sizes, got {shape}"
+        )
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    x = torch.zeros(shape, dtype=dtype, device=model_input_device(model))
+    with eval_mode(model), torch.inference_mode():
+        try:
+            model(x)
+        except LayerError:
+            raise
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise LayerError(
+                f"a forward pass on an input of shape {shape} failed ({err}); "
+                "pass the input shape the model expects (channels, height, width)"
+            ) from err
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; every module's own train/eval flag restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training

@@ -1,0 +1,193 @@
+"""Training recipes: optimiser, schedule, batch size, epochs and augmentation, found by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from thresher.errors import ConfigError
+from thresher.registry import Registry
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+AUGMENTATIONS = ("crop", "flip")
+CROP_PADDING = 4  # "crop" = zero-pad by 4 pixels, then a random crop back to the stored size
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train a model; validated on construction.
+
+    Attributes:
+        name: registry name, or ``"custom"``.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        lr: peak learning rate (> 0).
+        betas, eps: Adam's parameters (PyTorch/Keras defaults).
+        momentum, nesterov: SGD's parameters.
+        weight_decay: L2 penalty added to the gradient (both optimisers).
+        batch_size: images per step (>= 1).
+        epochs: passes over the training set (>= 1).
+        schedule: ``"constant"`` or ``"cosine"`` (decay to 0 over the run, per step).
+        warmup_epochs: linear warm-up from ``lr / steps`` to ``lr`` before the schedule starts.
+        augment: any of ``"crop"`` (zero-pad 4 px + random crop) and ``"flip"`` (horizontal).
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+    """
+
+    name: str = "custom"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    batch_size: int = 64
+    epochs: int = 15
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    augment: tuple[str, ...] = ()
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "augment", tuple(self.augment))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}"
+            )
+        bad_aug = [a for a in self.augment if a not in AUGMENTATIONS]
+        if bad_aug:
+            raise ConfigError(
+                f"unknown augmentation {bad_aug[0]!r}; use any of {', '.join(AUGMENTATIONS)}"
+            )
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if not _is_int(self.epochs) or self.epochs < 1:
+            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not _is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(
+                f"warmup_epochs must be an integer in [0, epochs={self.epochs}), got "
+                f"{self.warmup_epochs!r}; shorten the warm-up or train longer"
+            )
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not self.eps > 0:
+            raise ConfigError(f"eps must be > 0, got {self.eps!r}")
+        if not self.momentum >= 0:
+            raise ConfigError(f"momentum must be >= 0, got {self.momentum!r}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ConfigError("nesterov needs optimizer='sgd' with momentum > 0; set momentum")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+
+    # --- overrides ---------------------------------------------------------------------------
+    def replace(self, **overrides: Any) -> Recipe:
+        """A copy with ``overrides`` applied and validated (``ConfigError`` on bad values).
+
+        Shortening ``epochs`` below the warm-up without giving ``warmup_epochs`` keeps the
+        warm-up's share of the run (rounded down), so ``RECIPES.get("cifar-resnet")
+        .replace(epochs=2)`` is a valid short trial run.
+        """
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown recipe field {unknown[0]!r}; valid fields: {', '.join(sorted(fields))}"
+            )
+        if (
+            "epochs" in overrides
+            and "warmup_epochs" not in overrides
+            and _is_int(overrides["epochs"])
+            and overrides["epochs"] >= 1
+            and self.warmup_epochs >= overrides["epochs"]
+        ):
+            overrides["warmup_epochs"] = self.warmup_epochs * overrides["epochs"] // self.epochs
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (for run manifests)."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        d["augment"] = list(self.augment)
+        return d
+
+    # --- optimisation ------------------------------------------------------------------------
+    def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        """The recipe's optimiser over ``params`` (elementwise, so stacked models train alike)."""
+        if self.optimizer == "adam":
+            return torch.optim.Adam(
+                params, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
+            )
+        return torch.optim.SGD(
+            params,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+        )
+
+    def lr_at(self, step: int, *, steps_per_epoch: int) -> float:
+        """Learning rate for optimiser step ``step`` (0-based) of the run."""
+        total = self.epochs * steps_per_epoch
+        warmup = self.warmup_epochs * steps_per_epoch
+        if step < warmup:
+            return self.lr * (step + 1) / warmup
+        if self.schedule == "constant":
+            return self.lr
+        progress = (step - warmup) / max(1, total - warmup)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+RECIPES: Registry[Recipe] = Registry("recipe", error=ConfigError)
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Add ``recipe`` under ``recipe.name``."""
+    return RECIPES.register(recipe.name, recipe)
+
+
+def get_recipe(recipe: str | Recipe) -> Recipe:
+    """``recipe`` itself, or the registered recipe of that name."""
+    return recipe if isinstance(recipe, Recipe) else RECIPES.get(recipe)
+
+
+# LRP-GUS (seed 000), Table 2 text: Adam with Keras defaults, batch 64, 15 epochs.
+register_recipe(Recipe(name="paper-mnist", optimizer="adam", lr=1e-3, batch_size=64, epochs=15))
+# LRP-GUS, Table 3 text: Adam defaults, batch 128, 15 epochs.
+register_recipe(Recipe(name="paper-fmnist", optimizer="adam", lr=1e-3, batch_size=128, epochs=15))
+# He et al. 2016 / Cao et al. 2019 (LDAM) CIFAR ResNets: SGD 0.1, momentum 0.9, wd 1e-4,
+# batch 128, 200 epochs, linear warm-up for 5 epochs, pad-4 crop + horizontal flip.
+register_recipe(
+    Recipe(
+        name="cifar-resnet",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=128,
+        epochs=200,
+        schedule="cosine",
+        warmup_epochs=5,
+        augment=("crop", "flip"),
+    )
+)
+# For tests and demos: a couple of quick epochs.
+register_recipe(Recipe(name="quick", optimizer="adam", lr=1e-3, batch_size=64, epochs=2))

@@ -1,0 +1,372 @@
+"""The fast single-model trainer.
+
+Why it is fast: the training images live on the device as one tensor (uint8 stays uint8), each
+epoch draws one permutation from a seeded generator, a batch is an index slice ``x[idx]``, and
+augmentation and normalisation run batched on the device. No DataLoader, no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from thresher.data.types import ImageDataset
+from thresher.device import resolve_device
+from thresher.errors import ConfigError, DataError
+from thresher.models import InputTransform, create_model, model_spec, transform_for
+from thresher.progress import track
+from thresher.train.augment import augment_batch
+from thresher.train.recipes import Recipe, get_recipe
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+ModelBuilder = Callable[..., nn.Module]
+ModelLike = str | nn.Module | ModelBuilder
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch of training.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        loss: mean training loss over the epoch's batches (weighted by batch size).
+        accuracy: fraction of training images classified right while training (train mode,
+            augmented, weights changing during the epoch).
+        seconds: wall time of the epoch.
+        images_per_s: training images processed per second.
+        lr: learning rate of the epoch's last step.
+    """
+
+    epoch: int
+    loss: float
+    accuracy: float
+    seconds: float
+    images_per_s: float
+    lr: float
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """A trained model and how it got there.
+
+    Attributes:
+        model: the trained model, in eval mode, on the CPU.
+        history: one :class:`EpochStats` per epoch.
+        recipe: the recipe used.
+        seed: the seed of the initial weights, the batch order and the augmentation.
+        num_train: number of training images.
+        num_classes, in_channels: what the model was built for.
+        model_name: registry name, or ``None`` for a user module/builder.
+        device: where it was trained ("cpu", "cuda:0").
+        stacked: ``True`` when it was trained side by side with others (``train_many``).
+    """
+
+    model: nn.Module
+    history: tuple[EpochStats, ...]
+    recipe: Recipe
+    seed: int
+    num_train: int
+    num_classes: int
+    in_channels: int
+    model_name: str | None = None
+    device: str = "cpu"
+    stacked: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(e.seconds for e in self.history))
+
+    @property
+    def final_loss(self) -> float:
+        return self.history[-1].loss
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (everything but the weights)."""
+        return {
+            "model_name": self.model_name,
+            "seed": self.seed,
+            "num_train": self.num_train,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "device": self.device,
+            "stacked": self.stacked,
+            "recipe": self.recipe.to_dict(),
+            "history": [vars(e).copy() for e in self.history],
+        }
+
+
+# --- shared helpers (also used by the ensemble trainer) -------------------------------------
+
+
+def resolve_recipe(model: ModelLike, recipe: str | Recipe | None) -> Recipe:
+    """The given recipe, or the registered architecture's default one."""
+    if recipe is not None:
+        return get_recipe(recipe)
+    if isinstance(model, str):
+        return get_recipe(model_spec(model).recipe)
+    raise ConfigError("no recipe given for a user model; pass recipe= (e.g. 'paper-mnist')")
+
+
+def resolve_transform(model: ModelLike, transform: Transform | str | None) -> Transform:
+    """The given transform, the architecture's own, or plain ``/255`` scaling."""
+    if isinstance(transform, str):
+        return transform_for(transform)
+    if transform is not None:
+        return transform
+    if isinstance(model, str):
+        return transform_for(model)
+    return InputTransform()
+
+
+def build_model(model: ModelLike, *, seed: int, num_classes: int, in_channels: int) -> nn.Module:
+    """A fresh model whose initial weights depend only on ``seed`` (a user module is copied).
+
+    The global RNG is left as it was.
+    """
+    if isinstance(model, nn.Module):
+        return copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        if isinstance(model, str):
+            return create_model(model, num_classes=num_classes, in_channels=in_channels)
+        if callable(model):
+            built = model(num_classes=num_classes, in_channels=in_channels)
+            if not isinstance(built, nn.Module):
+                raise ConfigError(
+                    f"the model builder returned {type(built).__name__}, not an nn.Module; "
+                    "make it return the model"
+                )
+            return built
+    raise ConfigError(
+        f"model must be a registry name, an nn.Module or a builder, got {type(model).__name__}"
+    )
+
+
+def model_name_of(model: ModelLike) -> str | None:
+    return model if isinstance(model, str) else None
+
+
+def check_indices(indices: np.ndarray | Sequence[int] | None, n: int, *, what: str) -> np.ndarray:
+    """``(K,)`` int64 positions: non-empty, in ``[0, n)``, no repeats (``None`` -> all)."""
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise DataError(
+            f"{what} must be a 1-d array of integer positions, got {idx.dtype} {idx.shape}"
+        )
+    if idx.size == 0:
+        raise DataError(f"{what} is empty; a model needs at least one training image")
+    if idx.min() < 0 or idx.max() >= n:
+        raise DataError(f"{what} holds positions outside [0, {n}); index the training set itself")
+    if len(np.unique(idx)) != idx.size:
+        raise DataError(f"{what} repeats a position; pass each training image once")
+    return idx.astype(np.int64)
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n)``; a last batch of one image joins the one
+    before it (batch norm cannot train on a single image)."""
+    bounds = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2] = (bounds[-2][0], n)
+        bounds.pop()
+    return bounds
+
+
+def data_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The generator of a model's batch order and augmentation, separate from its init."""
+    derived = int(np.random.SeedSequence([int(seed), 0x7EED]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(derived)
+
+
+def images_to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``(N, C, H, W)`` stored pixels (uint8 stays uint8) as one tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device)
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the global RNG of ``device`` (dropout draws from it) and restore it afterwards."""
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        if cuda:
+            torch.cuda.manual_seed(seed)
+        else:
+            torch.random.default_generator.manual_seed(seed)
+        yield
+
+
+def check_finite(loss: float, *, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise ConfigError(
+            f"training diverged: the loss is {loss} in epoch {epoch}; lower the learning rate"
+        )
+
+
+def check_trainable(train: ImageDataset) -> np.ndarray:
+    labels = train.require_labels("training")
+    if train.num_classes < 2:
+        raise DataError(f"{train.name} has {train.num_classes} class; training needs at least 2")
+    return labels
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def fit(
+    model: ModelLike,
+    train: ImageDataset,
+    *,
+    recipe: str | Recipe | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    transform: Transform | str | None = None,
+    indices: np.ndarray | Sequence[int] | None = None,
+) -> TrainResult:
+    """Train one model on ``train`` (or the rows ``indices`` of it).
+
+    Parameters
+    ----------
+    model : registry name (built with ``seed``), ``builder(num_classes=, in_channels=)`` (called
+        with ``seed``) or an ``nn.Module`` (copied; the caller's module is not changed).
+    train : labelled images ``(N, C, H, W)``.
+    recipe : a :class:`Recipe` or its name; default: the architecture's recipe.
+    seed : decides the initial weights, the batch order, the augmentation and dropout.
+    device : "cpu", "cuda", ...; default CUDA when present.
+    transform : uint8 batch -> model input on the device; default the architecture's own.
+    indices : ``(K,)`` positions in ``train`` to train on; default all.
+
+    Returns
+    -------
+    TrainResult with the model in eval mode on the CPU. Same seed and data on the CPU give
+    identical weights.
+    """
+    recipe_ = resolve_recipe(model, recipe)
+    labels = check_trainable(train)
+    idx = check_indices(indices, len(train), what="indices")
+    dev = resolve_device(device)
+    tf = resolve_transform(model, transform)
+    net = build_model(model, seed=seed, num_classes=train.num_classes, in_channels=train.channels)
+    net.to(dev).train()
+
+    x_dev = images_to_device(train.images[idx], dev)
+    y_dev = torch.from_numpy(labels[idx]).to(dev)
+    n = len(idx)
+    gen = data_generator(seed, dev)
+    bounds = batch_bounds(n, recipe_.batch_size)
+    optimizer = recipe_.make_optimizer(net.parameters())
+    history: list[EpochStats] = []
+    step = 0
+    # Dropout draws from the global RNG: seed it for this run, then restore the caller's state.
+    with seeded_rng(seed, dev):
+        for epoch in range(1, recipe_.epochs + 1):
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=gen, device=dev)
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), device=dev, dtype=torch.long)
+            lr = recipe_.lr
+            for a, b in track(bounds, total=len(bounds), desc=f"epoch {epoch}/{recipe_.epochs}"):
+                batch = perm[a:b]
+                xb = x_dev[batch]
+                yb = y_dev[batch]
+                if recipe_.augment:
+                    xb = augment_batch(xb, recipe_.augment, generator=gen)
+                lr = recipe_.lr_at(step, steps_per_epoch=len(bounds))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                logits = net(tf(xb))
+                loss = F.cross_entropy(logits, yb, label_smoothing=recipe_.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                loss_sum += loss.detach() * (b - a)
+                correct += (logits.detach().argmax(1) == yb).sum()
+            mean_loss = float(loss_sum.item()) / n  # .item() syncs, so the timing is honest
+            seconds = time.perf_counter() - t0
+            check_finite(mean_loss, epoch=epoch)
+            history.append(
+                EpochStats(
+                    epoch=epoch,
+                    loss=mean_loss,
+                    accuracy=int(correct.item()) / n,
+                    seconds=seconds,
+                    images_per_s=n / seconds if seconds > 0 else float("inf"),
+                    lr=lr,
+                )
+            )
+    net.eval().cpu()
+    return TrainResult(
+        model=net,
+        history=tuple(history),
+        recipe=recipe_,
+        seed=int(seed),
+        num_train=n,
+        num_classes=train.num_classes,
+        in_channels=train.channels,
+        model_name=model_name_of(model),
+        device=str(dev),
+    )
+
+
+# --- inference -------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    data: ImageDataset | np.ndarray | torch.Tensor,
+    *,
+    transform: Transform | str,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Logits of ``model`` for every image, in order.
+
+    Parameters
+    ----------
+    model : any classifier; evaluated in eval mode and put back as it was (mode and device).
+    data : an ImageDataset or ``(N, C, H, W)`` stored pixels (uint8, or float in [0, 1]).
+    transform : the model's input transform, or a registry name for its own.
+    batch_size : images per forward pass.
+
+    Returns
+    -------
+    ``(N, K)`` float32 logits; ``(M, N, K)`` for stacked models (``StackedModels``).
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    images = data.images if isinstance(data, ImageDataset) else data
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise DataError(
+            f"predict needs (N, C, H, W) images, got {getattr(images, 'shape', type(images))}; "
+            "add a channel axis for grey images"
+        )
+    tf = transform_for(transform) if isinstance(transform, str) else transform
+    dev = resolve_device(device)
+    first = next(iter(model.parameters()), None)
+    home = first.device if first is not None else torch.device("cpu")
+    was_training = model.training
+    batch_dim = int(getattr(model, "output_batch_dim", 0))
+    model.to(dev).eval()
+    try:
+        outs = [
+            model(tf(images[a : a + batch_size].to(dev))).float().cpu()
+            for a in range(0, images.shape[0], batch_size)
+        ]
+    finally:
+        model.to(home).train(was_training)
+    return torch.cat(outs, dim=batch_dim).numpy()

@@ -1,0 +1,44 @@
+"""Every registered model builds, forwards a batch and exposes its penultimate features."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from thresher.models import MODELS, create_model, model_spec, penultimate_layer
+from thresher.train.recipes import RECIPES
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_registered_model_forwards_and_taps_features(name: str) -> None:
+    spec = model_spec(name)
+    assert spec.recipe in RECIPES
+    assert spec.description
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=1).eval()
+    x = torch.rand(2, 1, *(spec.input_size or (32, 32)))
+    captured: list[torch.Tensor] = []
+    handle = model.get_submodule(spec.feature_layer).register_forward_hook(
+        lambda _m, _i, out: captured.append(out.detach().clone())
+    )
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    assert logits.shape == (2, 10)
+    assert torch.isfinite(logits).all()
+    classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    # The feature layer is the penultimate one: its flattened output feeds the last Linear.
+    assert captured[-1].flatten(1).shape == (2, classifier.in_features)
+    assert model(x).shape == (2, 10)  # eval mode: deterministic and repeatable
+    del handle
+
+
+def test_registered_feature_layers_match_the_classifier_input() -> None:
+    for name in ("mnist_lenet", "resnet20", "efficientnet_lite0"):
+        spec = model_spec(name)
+        model = create_model(name, num_classes=10, in_channels=1)
+        found = penultimate_layer(model, example=torch.rand(2, 1, *(spec.input_size or (32, 32))))
+        assert found == spec.feature_layer, name
