@@ -91,12 +91,12 @@ def layers_cmd(
     from thresher.models import create_model, model_spec
 
     if Path(model_or_run).is_dir():
-        from thresher.runs import open_run, run_dataset, run_model
+        from thresher.runs import open_run, run_input_shape, run_model
 
         run = open_run(model_or_run)
         net = run_model(run)
         name = run.config["model"]["name"]
-        shape = (1, *run_dataset(run, "test").images.shape[1:])
+        shape = run_input_shape(run)
     else:
         name = model_or_run
         net = create_model(name, num_classes=num_classes, in_channels=in_channels)
@@ -111,7 +111,7 @@ def layers_cmd(
     table = Table("layer", "type", "output shape", "features", title=f"{name} layers")
     for la in layers:
         mark = " (default)" if la.name == penult else ""
-        table.add_row(la.name + mark, la.type, str(tuple(la.output_shape)), str(la.features))
+        table.add_row(la.name + mark, la.type, str(tuple(la.output_shape)), str(la.num_features))
     out.print(table)
 
 

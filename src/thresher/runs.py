@@ -226,6 +226,12 @@ def run_transform(run: Run) -> Any:
     return transform_for(run.config["model"]["name"])
 
 
+def run_input_shape(run: Run, ds: ImageDataset | None = None) -> tuple[int, ...]:
+    """``(1, C, H, W)`` of what the run's model sees (after its input transform)."""
+    ds = ds if ds is not None else run_dataset(run, "test")
+    return tuple(run_transform(run)(torch.from_numpy(ds.images[:1])).shape)
+
+
 # --- embed ------------------------------------------------------------------------------------
 def embed_run(
     run: Run,
@@ -242,8 +248,7 @@ def embed_run(
     net = run_model(run)
     ds = run_dataset(run, split)
     spec = model_spec(run.config["model"]["name"])
-    sample = run_transform(run)(torch.from_numpy(ds.images[:1]))  # the model's input shape
-    name = layer or default_layer(net, spec.feature_layer, input_shape=tuple(sample.shape))
+    name = layer or default_layer(net, spec.feature_layer, input_shape=run_input_shape(run, ds))
     emb = cached_extract(
         run, net, ds, layer=name, transform=run_transform(run), reduce=reduce, device=device
     )
