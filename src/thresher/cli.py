@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -73,7 +73,7 @@ def models_cmd(as_json: JsonOpt = False) -> None:
     table = Table("name", "input", "recipe", "description", title="Registered models")
     for r in rows:
         size = "any" if r["input_size"] is None else "x".join(map(str, r["input_size"]))
-        table.add_row(r["name"], size, r["recipe"], r["description"])
+        table.add_row(str(r["name"]), size, str(r["recipe"]), str(r["description"]))
     out.print(table)
     out.print("Also: tv:<torchvision name>, timm:<timm name>.")
 
@@ -244,9 +244,13 @@ def embed_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Extract (and cache) the embeddings of one layer for every sample of a split."""
+    from thresher.errors import ConfigError
     from thresher.runs import embed_run, open_run
 
-    emb = embed_run(open_run(run_dir), layer=layer, split=split, reduce=reduce, device=device)
+    if reduce not in ("flatten", "avgpool"):
+        raise ConfigError(f"--reduce must be flatten or avgpool, got {reduce!r}")
+    mode: Literal["flatten", "avgpool"] = "flatten" if reduce == "flatten" else "avgpool"
+    emb = embed_run(open_run(run_dir), layer=layer, split=split, reduce=mode, device=device)
     info = {
         "layer": emb.layer,
         "split": split,

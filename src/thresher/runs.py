@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -68,9 +68,12 @@ class DataSpec:
             seed=self.seed,
         )
         if is_train and self.longtail_ratio is not None:
-            ds = make_long_tailed(
-                ds, ratio=self.longtail_ratio, kind=self.longtail_kind, seed=self.seed
-            )
+            if self.longtail_kind not in ("exp", "step"):
+                raise ConfigError(
+                    f"long-tail kind must be 'exp' or 'step', got {self.longtail_kind!r}"
+                )
+            kind: Literal["exp", "step"] = "exp" if self.longtail_kind == "exp" else "step"
+            ds = make_long_tailed(ds, ratio=self.longtail_ratio, kind=kind, seed=self.seed)
         return ds
 
 
@@ -238,7 +241,7 @@ def embed_run(
     *,
     layer: str | None = None,
     split: str = "train",
-    reduce: str = "flatten",
+    reduce: Literal["flatten", "avgpool"] = "flatten",
     device: str | None = None,
 ) -> Any:
     """Extract (or reuse) embeddings of ``layer`` (penultimate by default) for ``split``."""
@@ -280,7 +283,7 @@ def evaluate_run(
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     cfg = run.config
-    rec = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["recipe"].items()})
+    rec = Recipe.from_dict(cfg["recipe"])
     if epochs is not None:
         rec = rec.replace(epochs=epochs)
     train = run_dataset(run, "train")

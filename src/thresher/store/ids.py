@@ -50,9 +50,10 @@ def read_ids(path: str | os.PathLike[str], *, fmt: str | None = None) -> np.ndar
             ids = [r["id"] for r in rows]
         elif kind == "json":
             obj = json.loads(p.read_text(encoding="utf-8"))
-            ids = obj.get("ids") if isinstance(obj, dict) else obj
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            listed = obj.get("ids") if isinstance(obj, dict) else obj
+            if not isinstance(listed, list) or not all(isinstance(i, str) for i in listed):
                 raise DataError(f"{p}: expected a JSON list of id strings or {{'ids': [...]}}")
+            ids = listed
         else:
             import pyarrow.parquet as pq
 

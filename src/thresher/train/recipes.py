@@ -118,6 +118,18 @@ class Recipe:
             overrides["warmup_epochs"] = self.warmup_epochs * overrides["epochs"] // self.epochs
         return dataclasses.replace(self, **overrides)
 
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> Recipe:
+        """Inverse of :meth:`to_dict` (lists back to tuples); unknown fields are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ConfigError(f"unknown recipe field(s) {unknown}; valid: {sorted(known)}")
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()
+        }
+        return cls(**values)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (for run manifests)."""
         d = dataclasses.asdict(self)
