@@ -239,6 +239,8 @@ def load_image_folder(
         "path": str(source),
         "archive": archive,
         "split": split,
+        # id -> file inside `path` (a mapping, so it stays valid for any subset of the ids)
+        "files": dict(zip(ids, rel_paths, strict=True)),
     }
     if archive:
         provenance["sha256"] = file_digest(source)

@@ -28,7 +28,7 @@ def dataset_info(ds: ImageDataset) -> dict[str, Any]:
         "counts": {},
         "imbalance_ratio": None,
         "empty_classes": [],
-        "source": ds.source,
+        "source": {k: v for k, v in ds.source.items() if k != "files"},  # files: per-id paths
     }
     if ds.labels is not None:
         counts = ds.class_counts()
