@@ -1,0 +1,1 @@
+"""Figures and reports (matplotlib, plotly): imported lazily, never by the core."""
