@@ -296,6 +296,133 @@ def evaluate_cmd(
     out.print(res.summary())
 
 
+# --- filter / export / compare -------------------------------------------------------------------
+def _fraction(pct: float, *, name: str) -> float:
+    from thresher.errors import ConfigError
+
+    if not 0.0 <= pct < 100.0:
+        raise ConfigError(f"{name} must be a percentage in [0, 100), got {pct:g}")
+    return pct / 100.0
+
+
+@app.command("filter")
+def filter_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    outliers: Annotated[float, typer.Option(help="Percent removed as outliers.")] = 5.0,
+    similar: Annotated[float, typer.Option(help="Percent removed as near-duplicates.")] = 5.0,
+    layer: Annotated[str | None, typer.Option(help="Layer (default: penultimate).")] = None,
+    reduce: Annotated[str, typer.Option(help="pca, umap or none.")] = "pca",
+    dims: Annotated[int, typer.Option(help="N_reduce: dimensions after reduction.")] = 128,
+    per_class: Annotated[
+        bool, typer.Option(help="Apply the percentages within each class.")
+    ] = False,
+    method: Annotated[str, typer.Option(help="exact, scalable or auto.")] = "auto",
+    outlier_score: Annotated[str, typer.Option(help="glosh, mst or knn.")] = "glosh",
+    baseline: Annotated[str | None, typer.Option(help="random or uniqueness instead.")] = None,
+    keep: Annotated[float | None, typer.Option(help="Percent kept (baselines).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove outliers and semantic near-duplicates (or run a baseline) on the train split."""
+    from thresher.errors import ConfigError
+    from thresher.run_filter import FilterSettings, run_filter
+    from thresher.runs import open_run
+
+    if baseline is not None and keep is None:
+        raise ConfigError("--baseline needs --keep PCT (the percentage of the data to keep)")
+    if keep is not None and not 0.0 < keep <= 100.0:
+        raise ConfigError(f"--keep must be a percentage in (0, 100], got {keep:g}")
+    settings = FilterSettings(
+        outliers=_fraction(outliers, name="--outliers"),
+        similar=_fraction(similar, name="--similar"),
+        layer=layer,
+        reduce=reduce,
+        dims=dims,
+        per_class=per_class,
+        method=method,
+        outlier_score=outlier_score,
+        baseline=baseline,
+        keep=None if keep is None else keep / 100.0,
+        seed=seed,
+    )
+    run = open_run(run_dir)
+    result = run_filter(run, settings, device=device)
+    info = result.to_dict()
+    info["tag"] = settings.tag()
+    info["outputs"] = str(run.file(f"filter/{settings.tag()}"))
+    if as_json:
+        _print_json(info)
+        return
+    out.print(result.summary())
+    out.print(f"results, 3D view (cloud.html, cloud.png): {info['outputs']}")
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory with a filter result.")],
+    fmt: Annotated[str, typer.Option("--format", help="txt, csv, json, parquet, folder or index.")],
+    out_path: Annotated[Path, typer.Option("--out", help="File (lists, index) or new folder.")],
+    tag: Annotated[str | None, typer.Option(help="Which filter result (default: newest).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export the kept samples of a filter: an id list, an image folder or an index CSV."""
+    from thresher.run_filter import export_run
+    from thresher.runs import open_run
+
+    info = export_run(open_run(run_dir), fmt=fmt, out=out_path, tag=tag)
+    if as_json:
+        _print_json(info)
+        return
+    out.print(f"exported {info['count']} kept samples as {info['format']} to {info['path']}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    methods: Annotated[
+        str, typer.Option(help="Comma list of random, uniqueness, similar, outliers, half.")
+    ] = "random,uniqueness,similar,outliers,half",
+    keep: Annotated[str, typer.Option(help="Comma list of kept percentages.")] = "95,90,80,50",
+    seeds: Annotated[int, typer.Option(help="Models per subset (seeds 0..N-1).")] = 3,
+    epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
+    per_class: Annotated[
+        bool, typer.Option(help="Class-aware budgets for the filter methods.")
+    ] = False,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrain models on each method's subset at each kept share (the thesis's Table 1)."""
+    from thresher.errors import ConfigError
+    from thresher.run_filter import compare_run, format_compare
+    from thresher.runs import open_run
+
+    try:
+        keeps = tuple(float(k) / 100.0 for k in keep.split(",") if k.strip())
+    except ValueError:
+        raise ConfigError(f"--keep must be numbers separated by commas, got {keep!r}") from None
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    table = compare_run(
+        open_run(run_dir),
+        methods=names,
+        keeps=keeps,
+        seeds=seeds,
+        epochs=epochs,
+        per_class=per_class,
+        device=device,
+        progress=None if as_json else (lambda msg: err.print(f"training on {msg}")),
+    )
+    if as_json:
+        _print_json(table.to_dict())
+        return
+    rows = format_compare(table)
+    grid = Table(*rows[0], title=f"test accuracy, mean ± std over {seeds} seeds (%)")
+    for row in rows[1:]:
+        grid.add_row(*row)
+    out.print(f"full data set: {100 * table.full_mean:.2f} ± {100 * table.full_std:.2f} %")
+    out.print(grid)
+
+
 # --- demo ---------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(

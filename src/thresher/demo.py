@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thresher.run_filter import FilterSettings, run_filter
 from thresher.runs import DataSpec, embed_run, evaluate_run, open_run, train_run
 from thresher.store import write_ids
 
@@ -31,7 +32,7 @@ def run_demo(
     """Train, embed and evaluate on digits; returns the figures it printed."""
     t0 = time.perf_counter()
     out = Path(out)
-    echo(f"[1/4] training {DEMO_MODEL} (LRP-GUS Table 2, paper recipe) on scikit-learn digits")
+    echo(f"[1/5] training {DEMO_MODEL} (LRP-GUS Table 2, paper recipe) on scikit-learn digits")
     trained = train_run(
         out, data=DataSpec(name=DEMO_DATA), model=DEMO_MODEL, device=device, overwrite=True
     )
@@ -42,11 +43,11 @@ def run_demo(
     )
     run = open_run(out)
 
-    echo("[2/4] extracting penultimate-layer embeddings (cached in the run)")
+    echo("[2/5] extracting penultimate-layer embeddings (cached in the run)")
     emb = embed_run(run, device=device)
     echo(f"      {emb.values.shape[0]} x {emb.values.shape[1]} at layer {emb.layer!r}")
 
-    echo(f"[3/4] checking a random half of the training set against the full set ({seeds} seeds)")
+    echo(f"[3/5] checking a random half of the training set against the full set ({seeds} seeds)")
     train_ids = np.asarray(emb.ids)
     rng = np.random.default_rng(0)
     half = np.sort(rng.choice(train_ids, size=len(train_ids) // 2, replace=False))
@@ -56,8 +57,23 @@ def run_demo(
     echo(f"      full set  : {full.summary()}")
     echo(f"      random 50%: {part.summary()}")
 
+    echo("[4/5] filtering: 5% outliers + 5% semantic near-duplicates, per class")
+    settings = FilterSettings(outliers=0.05, similar=0.05, per_class=True)
+    filtered = run_filter(run, settings, device=device)
+    kept_file = write_ids(filtered.kept_ids, out / "subsets" / "filtered-90.txt")
+    random_90 = np.sort(rng.choice(train_ids, size=len(filtered.kept_ids), replace=False))
+    kept_eval = evaluate_run(
+        run, subset_ids=filtered.kept_ids, seeds=seeds, device=device, name="filtered-90"
+    )
+    rand_eval = evaluate_run(
+        run, subset_ids=random_90, seeds=seeds, device=device, name="random-90"
+    )
+    echo(f"      {filtered.summary()}")
+    echo(f"      filtered 90%: {kept_eval.summary()}")
+    echo(f"      random 90%  : {rand_eval.summary()}")
+
     seconds = time.perf_counter() - t0
-    echo(f"[4/4] done in {seconds:.0f} s. Outputs in {out}/:")
+    echo(f"[5/5] done in {seconds:.0f} s. Outputs in {out}/:")
     for rel in (
         "manifest.json",
         "model.safetensors",
@@ -66,10 +82,15 @@ def run_demo(
         "evaluate/",
     ):
         echo(f"      {out / rel}")
+    echo(f"      {run.file('filter/' + settings.tag())}/cloud.html  (3D view of what was removed)")
     echo(f"      {subset_file}")
+    echo(f"      {kept_file}")
     return {
         "test_accuracy": trained.test_accuracy,
         "full_mean_accuracy": full.accuracy_mean,
         "half_mean_accuracy": part.accuracy_mean,
+        "filtered_kept": len(filtered.kept_ids),
+        "filtered_mean_accuracy": kept_eval.accuracy_mean,
+        "random_90_mean_accuracy": rand_eval.accuracy_mean,
         "seconds": seconds,
     }

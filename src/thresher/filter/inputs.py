@@ -38,7 +38,7 @@ def as_ids(ids: Any, n: int) -> np.ndarray:
     if (counts > 1).any():
         dup = uniq[counts > 1]
         # Name the duplicate that occurs first in the user's order.
-        bad = dup[np.argmin(first[counts > 1])]
+        bad = str(dup[np.argmin(first[counts > 1])])
         raise DataError(
             f"id {bad!r} occurs {int(counts[uniq == bad][0])} times "
             f"({int((counts > 1).sum())} duplicated ids in all); ids must be unique"

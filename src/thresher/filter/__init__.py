@@ -1,0 +1,44 @@
+"""Dataset filtering (thesis, seed 002): outliers and semantic near-duplicates at exact
+percentages, seen through a model's embeddings, plus the random and uniqueness baselines.
+
+Registries (names for the CLI and the app): :data:`REDUCERS`, :data:`OUTLIER_SCORES`,
+:data:`DUPLICATE_METHODS`, :data:`BASELINES`.
+"""
+
+from thresher.filter.baselines import BASELINES, random_subset, uniqueness, uniqueness_scores
+from thresher.filter.budgets import Budget, apportion, global_budget, per_class_budgets
+from thresher.filter.duplicates import (
+    AUTO_EXACT_MAX,
+    DUPLICATE_METHODS,
+    DuplicateClusters,
+    find_duplicates,
+)
+from thresher.filter.outliers import OUTLIER_SCORES, OutlierScores, outlier_scores, select_top
+from thresher.filter.pipeline import filter_dataset
+from thresher.filter.reduce_dims import REDUCERS, reduce_dims, target_dims
+from thresher.filter.result import REASONS, FilterResult
+
+__all__ = [
+    "AUTO_EXACT_MAX",
+    "BASELINES",
+    "DUPLICATE_METHODS",
+    "OUTLIER_SCORES",
+    "REASONS",
+    "REDUCERS",
+    "Budget",
+    "DuplicateClusters",
+    "FilterResult",
+    "OutlierScores",
+    "apportion",
+    "filter_dataset",
+    "find_duplicates",
+    "global_budget",
+    "outlier_scores",
+    "per_class_budgets",
+    "random_subset",
+    "reduce_dims",
+    "select_top",
+    "target_dims",
+    "uniqueness",
+    "uniqueness_scores",
+]

@@ -1,0 +1,317 @@
+"""Filtering over run directories: filter, export, compare (what the CLI and the app call).
+
+Each filter is stored under ``RUN/filter/<tag>/`` (``result.parquet``, ``params.json``, the
+3D view ``cloud.html``/``cloud.png``) and ``RUN/filter/latest.json`` names the newest, so a
+later ``export`` or the app can find it. ``compare`` stores one evaluation per method and kept
+percentage under ``RUN/compare/`` and reuses them when rerun with the same settings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from thresher.errors import ConfigError, RunError
+from thresher.filter import FilterResult, filter_dataset, random_subset, reduce_dims, uniqueness
+from thresher.runs import embed_run, evaluate_run, run_dataset
+from thresher.store import Run, write_ids
+
+COMPARE_METHODS = ("random", "uniqueness", "similar", "outliers", "half")
+EXPORT_FORMATS = ("txt", "csv", "json", "parquet", "folder", "index")
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """One filtering request; percentages are fractions in [0, 1)."""
+
+    outliers: float = 0.05
+    similar: float = 0.05
+    layer: str | None = None
+    reduce: str = "pca"
+    dims: int | None = 128
+    per_class: bool = False
+    method: str = "auto"
+    outlier_score: str = "glosh"
+    baseline: str | None = None
+    keep: float | None = None
+    seed: int = 0
+
+    def tag(self) -> str:
+        """A file-system-safe name that differs whenever the result would."""
+        if self.baseline is not None:
+            return f"{self.baseline}-keep{_pct(self.keep)}-seed{self.seed}"
+        parts = [
+            f"o{_pct(self.outliers)}",
+            f"s{_pct(self.similar)}",
+            self.reduce + (str(self.dims) if self.reduce != "none" else ""),
+            self.method,
+            self.outlier_score,
+            "perclass" if self.per_class else "global",
+            f"seed{self.seed}",
+        ]
+        if self.layer:
+            parts.insert(0, self.layer.replace(".", "_"))
+        return "-".join(parts)
+
+
+def _pct(fraction: float | None) -> str:
+    return "none" if fraction is None else f"{100 * fraction:g}".replace(".", "p")
+
+
+def run_filter(
+    run: Run, settings: FilterSettings, *, device: str | None = None, cloud: bool = True
+) -> FilterResult:
+    """Filter the run's training split in the embedding space of ``settings.layer``."""
+    emb = embed_run(run, layer=settings.layer, device=device)
+    if settings.baseline is not None:
+        if settings.keep is None:
+            raise ConfigError("a baseline needs --keep PCT (the share of the data to keep)")
+        if settings.baseline == "random":
+            result = random_subset(emb, keep=settings.keep, seed=settings.seed)
+        elif settings.baseline == "uniqueness":
+            result = uniqueness(emb, keep=settings.keep, seed=settings.seed)
+        else:
+            raise ConfigError(f"unknown baseline {settings.baseline!r}; use random or uniqueness")
+    else:
+        result = filter_dataset(
+            emb,
+            outliers=settings.outliers,
+            similar=settings.similar,
+            reduce=settings.reduce,
+            dims=settings.dims,
+            per_class=settings.per_class,
+            method=settings.method,
+            outlier_score=settings.outlier_score,
+            seed=settings.seed,
+        )
+    tag = settings.tag()
+    base = f"filter/{tag}"
+    run.write_table(f"{base}/result.parquet", result.to_table())
+    run.write_json(
+        f"{base}/params.json",
+        {"settings": settings.__dict__, "layer": emb.layer, "summary": result.to_dict()},
+    )
+    if cloud:
+        _write_cloud(run, base, np.asarray(emb.values), result, seed=settings.seed)
+    run.write_json("filter/latest.json", {"tag": tag})
+    steps = run.manifest["steps"].get("filter", {})
+    steps[tag] = {"layer": emb.layer, "kept": int(result.kept.sum()), "total": len(result)}
+    run.record_step("filter", steps)
+    return result
+
+
+def _write_cloud(
+    run: Run, base: str, values: np.ndarray, result: FilterResult, *, seed: int
+) -> None:
+    from thresher.report.pointcloud import build_point_cloud, save_html, save_png
+
+    coords = reduce_dims(values, method="pca", n_dims=3, seed=seed)
+    if coords.shape[1] < 3:  # fewer than 3 features: pad so the view still works
+        coords = np.pad(coords, ((0, 0), (0, 3 - coords.shape[1])))
+    run.write_array(f"{base}/cloud3d.npy", coords)
+    cloud = build_point_cloud(
+        coords,
+        ids=result.ids,
+        kept=result.kept,
+        reason=result.reason,
+        representative_id=result.representative_id,
+        score=result.score,
+    )
+    save_html(cloud, run.file(f"{base}/cloud.html"))
+    save_png(cloud, run.file(f"{base}/cloud.png"))
+
+
+def load_filter(run: Run, tag: str | None = None) -> FilterResult:
+    """A stored filter result (the newest when ``tag`` is None)."""
+    if tag is None:
+        if not run.exists("filter/latest.json"):
+            raise RunError(f"{run.path} has no filter result; run `thresher filter` first")
+        tag = str(run.read_json("filter/latest.json")["tag"])
+    return FilterResult.from_table(run.read_table(f"filter/{tag}/result.parquet"))
+
+
+def export_run(
+    run: Run,
+    *,
+    fmt: str,
+    out: str | os.PathLike[str],
+    tag: str | None = None,
+) -> dict[str, Any]:
+    """Export the kept ids of a stored filter: an id list, an image folder, or an index."""
+    from thresher.store.materialise import materialise
+
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    result = load_filter(run, tag)
+    kept = result.kept_ids
+    if fmt in ("txt", "csv", "json", "parquet"):
+        columns = None
+        if fmt in ("csv", "parquet"):
+            sel = result.kept
+            columns = {"score": result.score[sel].tolist()}
+        path = write_ids(kept, out, fmt=fmt, columns=columns)
+        return {"path": str(path), "format": fmt, "count": len(kept)}
+    ds = run_dataset(run, "train")
+    mode: Literal["copy", "index"] = "copy" if fmt == "folder" else "index"
+    report = materialise(ds, kept, out, mode=mode)
+    return {"path": report.path, "format": fmt, "count": report.count}
+
+
+# --- compare ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompareTable:
+    """The thesis's Table 1 shape: rows = kept percentage, columns = methods."""
+
+    keeps: tuple[float, ...]
+    methods: tuple[str, ...]
+    mean: np.ndarray  # (len(keeps), len(methods)) mean test accuracy
+    std: np.ndarray  # same shape, sample std over seeds
+    full_mean: float
+    full_std: float
+    seeds: int
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keeps": list(self.keeps),
+            "methods": list(self.methods),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "full": {"mean": self.full_mean, "std": self.full_std},
+            "seeds": self.seeds,
+            "cells": self.cells,
+        }
+
+
+def subset_for(
+    run: Run, method: str, keep: float, *, seed: int = 0, per_class: bool = False, **kw: Any
+) -> FilterResult:
+    """The subset a comparison method keeps at ``keep`` (fraction of the training set)."""
+    remove = 1.0 - keep
+    if method == "random":
+        settings = FilterSettings(baseline="random", keep=keep, seed=seed)
+    elif method == "uniqueness":
+        settings = FilterSettings(baseline="uniqueness", keep=keep, seed=seed)
+    elif method == "similar":
+        settings = FilterSettings(
+            outliers=0.0, similar=remove, per_class=per_class, seed=seed, **kw
+        )
+    elif method == "outliers":
+        settings = FilterSettings(
+            outliers=remove, similar=0.0, per_class=per_class, seed=seed, **kw
+        )
+    elif method == "half":
+        settings = FilterSettings(
+            outliers=remove / 2, similar=remove / 2, per_class=per_class, seed=seed, **kw
+        )
+    else:
+        raise ConfigError(f"unknown method {method!r}; use any of {', '.join(COMPARE_METHODS)}")
+    return run_filter(run, settings, cloud=False)
+
+
+def compare_run(
+    run: Run,
+    *,
+    methods: tuple[str, ...],
+    keeps: tuple[float, ...],
+    seeds: int = 3,
+    epochs: int | None = None,
+    per_class: bool = False,
+    device: str | None = None,
+    progress: Any = None,
+) -> CompareTable:
+    """Retrain ``seeds`` models on each method's subset at each kept share; test accuracy."""
+    for m in methods:
+        if m not in COMPARE_METHODS:
+            raise ConfigError(f"unknown method {m!r}; use any of {', '.join(COMPARE_METHODS)}")
+    for k in keeps:
+        if not 0.0 < k <= 1.0:
+            raise ConfigError(f"kept shares must be in (0, 100] percent, got {100 * k:g}")
+    if not methods or not keeps:
+        raise ConfigError("compare needs at least one method and one kept percentage")
+    mean = np.full((len(keeps), len(methods)), math.nan)
+    std = np.full_like(mean, math.nan)
+    cells: dict[str, dict[str, Any]] = {}
+    full = _cached_evaluation(run, "full", None, seeds=seeds, epochs=epochs, device=device)
+    for i, keep in enumerate(keeps):
+        for j, method in enumerate(methods):
+            name = f"{method}-keep{_pct(keep)}" + ("-perclass" if per_class else "")
+            if progress is not None:
+                progress(f"{method} at {100 * keep:g}% kept")
+            subset = subset_for(run, method, keep, per_class=per_class)
+            res = _cached_evaluation(
+                run, name, subset.kept_ids, seeds=seeds, epochs=epochs, device=device
+            )
+            mean[i, j] = res["accuracy_mean"]
+            std[i, j] = res["accuracy_std"]
+            cells[name] = {"size": res["subset_size"], "accuracy": res["accuracy"]}
+    table = CompareTable(
+        keeps=keeps,
+        methods=methods,
+        mean=mean,
+        std=std,
+        full_mean=float(full["accuracy_mean"]),
+        full_std=float(full["accuracy_std"]),
+        seeds=seeds,
+        cells=cells,
+    )
+    run.write_json("compare/table.json", table.to_dict())
+    return table
+
+
+def _cached_evaluation(
+    run: Run,
+    name: str,
+    ids: np.ndarray | None,
+    *,
+    seeds: int,
+    epochs: int | None,
+    device: str | None,
+) -> dict[str, Any]:
+    """An evaluation stored under ``compare/``; reused when its ids, seeds and epochs match."""
+    rel = f"compare/{name}.json"
+    key = {
+        "ids_hash": _ids_hash(ids),
+        "seeds": seeds,
+        "epochs": epochs,
+    }
+    if run.exists(rel):
+        stored = run.read_json(rel)
+        if stored.get("key") == key:
+            return dict(stored["result"])
+    res = evaluate_run(run, subset_ids=ids, seeds=seeds, epochs=epochs, device=device, name=name)
+    out = res.to_dict()
+    run.write_json(rel, {"key": key, "result": out})
+    return out
+
+
+def _ids_hash(ids: np.ndarray | None) -> str:
+    import hashlib
+
+    if ids is None:
+        return "full"
+    return hashlib.sha256("\x00".join(sorted(map(str, ids))).encode()).hexdigest()
+
+
+def format_compare(table: CompareTable) -> list[list[str]]:
+    """Rows of strings: header, the full-set row, then one row per kept percentage."""
+    rows = [["kept %", *table.methods]]
+    rows.append(
+        [
+            "100 (full)",
+            *[f"{100 * table.full_mean:.2f} ± {100 * table.full_std:.2f}"] * len(table.methods),
+        ]
+    )
+    for i, keep in enumerate(table.keeps):
+        rows.append(
+            [f"{100 * keep:g}"]
+            + [
+                f"{100 * table.mean[i, j]:.2f} ± {100 * table.std[i, j]:.2f}"
+                for j in range(len(table.methods))
+            ]
+        )
+    return rows

@@ -1,0 +1,163 @@
+"""Filtering over a real run: filter, 3D view, export, compare, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from thresher.cli import main
+from thresher.store import read_ids
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    old = sys.argv
+    sys.argv = ["thresher", *argv]
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mnist_lenet trained for one epoch on 400 real digits."""
+    from thresher.runs import DataSpec, train_run
+
+    out = tmp_path_factory.mktemp("runs") / "r"
+    train_run(out, data=DataSpec(name="digits", limit=400), model="mnist_lenet", epochs=1)
+    return out
+
+
+def test_filter_removes_exact_counts_and_writes_the_view(
+    capsys: pytest.CaptureFixture[str], run_dir: Path
+) -> None:
+    code, stdout, err = cli(
+        ["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"], capsys
+    )
+    assert code == 0, err
+    info = json.loads(stdout)
+    assert info["counts"]["outlier"] == 20  # ceil(5% of 400)
+    assert info["counts"]["kept"] == 340  # floor((1 - 0.05 - 0.10) x 400) clusters
+    assert info["counts"]["similar"] == 40
+    folder = Path(info["outputs"])
+    for name in ("result.parquet", "params.json", "cloud.html", "cloud.png", "cloud3d.npy"):
+        assert (folder / name).is_file(), name
+    # the same request gives the same subset
+    cli(["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"], capsys)
+    from thresher.run_filter import load_filter
+    from thresher.runs import open_run
+
+    again = load_filter(open_run(run_dir))
+    assert again.kept.sum() == 340
+    code, stdout, _ = cli(
+        ["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"], capsys
+    )
+    assert json.loads(stdout)["counts"] == info["counts"]
+
+
+def test_near_duplicates_point_at_kept_items(run_dir: Path) -> None:
+    from thresher.run_filter import FilterSettings, run_filter
+    from thresher.runs import open_run
+
+    res = run_filter(open_run(run_dir), FilterSettings(outliers=0.0, similar=0.2, per_class=True))
+    kept = set(res.kept_ids.tolist())
+    dups = res.reason == "similar"
+    assert dups.sum() == 80
+    assert set(res.representative_id[dups].tolist()) <= kept
+    assert res.labels is not None
+    label_of = dict(zip(res.ids.tolist(), res.labels.tolist(), strict=True))
+    for sid, rep in zip(res.ids[dups], res.representative_id[dups], strict=True):
+        assert label_of[sid] == label_of[rep]  # per-class: duplicates stay in their class
+
+
+@pytest.mark.parametrize(
+    ("fmt", "suffix"), [("txt", "txt"), ("csv", "csv"), ("json", "json"), ("parquet", "parquet")]
+)
+def test_export_lists(
+    capsys: pytest.CaptureFixture[str], run_dir: Path, tmp_path: Path, fmt: str, suffix: str
+) -> None:
+    code, _, err = cli(["filter", str(run_dir), "--baseline", "random", "--keep", "75"], capsys)
+    assert code == 0, err
+    out = tmp_path / f"kept.{suffix}"
+    code, stdout, err = cli(
+        ["export", str(run_dir), "--format", fmt, "--out", str(out), "--json"], capsys
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["count"] == 300
+    assert len(read_ids(out)) == 300
+
+
+def test_export_folder_writes_images_of_the_kept_set(
+    capsys: pytest.CaptureFixture[str], run_dir: Path, tmp_path: Path
+) -> None:
+    cli(["filter", str(run_dir), "--baseline", "uniqueness", "--keep", "50"], capsys)
+    code, _, err = cli(
+        ["export", str(run_dir), "--format", "folder", "--out", str(tmp_path / "imgs")], capsys
+    )
+    assert code == 0, err
+    pngs = list((tmp_path / "imgs").rglob("*.png"))
+    assert len(pngs) == 200
+    assert {p.parent.name for p in pngs} == {str(i) for i in range(10)}
+
+
+def test_bad_filter_requests(
+    capsys: pytest.CaptureFixture[str], run_dir: Path, tmp_path: Path
+) -> None:
+    for args, fragment in [
+        (["--outliers", "120"], "--outliers must be a percentage"),
+        (["--outliers", "60", "--similar", "50"], "removes everything"),
+        (["--baseline", "random"], "--keep"),
+        (["--baseline", "coin", "--keep", "50"], "coin"),
+        (["--method", "fastest"], "fastest"),
+    ]:
+        code, _, err = cli(["filter", str(run_dir), *args], capsys)
+        assert code == 2, args
+        assert fragment in " ".join(err.split()), err
+    fresh = tmp_path / "fresh"
+    from thresher.runs import DataSpec, train_run
+
+    train_run(fresh, data=DataSpec(name="digits", limit=100), model="mnist_lenet", epochs=1)
+    code, _, err = cli(
+        ["export", str(fresh), "--format", "txt", "--out", str(tmp_path / "x.txt")], capsys
+    )
+    assert code == 2
+    assert "no filter result" in err
+
+
+def test_compare_prints_a_table_and_reuses_results(
+    capsys: pytest.CaptureFixture[str], run_dir: Path
+) -> None:
+    args = [
+        "compare",
+        str(run_dir),
+        "--methods",
+        "random,similar",
+        "--keep",
+        "50",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+    ]
+    code, stdout, err = cli([*args, "--json"], capsys)
+    assert code == 0, err
+    table = json.loads(stdout)
+    assert table["methods"] == ["random", "similar"]
+    assert np.asarray(table["mean"]).shape == (1, 2)
+    assert all(0.0 < v <= 1.0 for v in np.asarray(table["mean"]).ravel())
+    stored = sorted(p.name for p in (run_dir / "compare").iterdir())
+    assert "random-keep50.json" in stored
+    mtime = (run_dir / "compare" / "random-keep50.json").stat().st_mtime_ns
+    code, stdout, _ = cli(args, capsys)
+    assert code == 0
+    assert "kept %" in stdout
+    assert (run_dir / "compare" / "random-keep50.json").stat().st_mtime_ns == mtime  # reused
