@@ -8,7 +8,8 @@ plus noise at 1% of the cluster scale) and 1% planted outliers (far from every c
 Every case runs in a fresh subprocess and reports its peak resident memory from
 ``resource.getrusage`` (tracemalloc misses numpy/faiss allocations). The exact route is
 compared with the scalable one (time ratio, Jaccard of the removed sets) at the sizes where
-it runs (its condensed distance matrix needs ~3.2 GB at 20k, ~20 GB at 50k).
+it runs (its condensed distance matrix needs ~3.2 GB at 20k, ~20 GB at 50k), and the
+approximate k-NN-graph route (the default beyond 300k) with the exact-range one below that.
 
     python benchmarks/bench_filter_scale.py                       # 10k 50k 200k 1M
     python benchmarks/bench_filter_scale.py --sizes 10000 20000 --exact-max 20000
@@ -73,13 +74,16 @@ def run_case(
 
     x, dup_rows, src_rows, out_rows = make_embeddings(n)
     start = time.perf_counter()
+    # "scalable-approx": the approximate k-NN-graph route forced below its default range
+    options = {"exact_graph_max": 0} if method == "scalable-approx" else {}
     res = filter_dataset(
         x,
         outliers=0.01,
         similar=similar,
         reduce="none",
-        method=method,
+        method=method.removesuffix("-approx"),
         outlier_score=outlier_score,
+        duplicate_options=options,
     )
     seconds = time.perf_counter() - start
     np.save(out, res.removed_ids.astype(np.int64))
@@ -116,6 +120,12 @@ def main() -> None:
     )
     parser.add_argument("--outlier-score", default="knn", choices=["knn", "glosh", "mst"])
     parser.add_argument("--similar", type=float, default=0.10, help="near-duplicate share")
+    parser.add_argument(
+        "--approx-max",
+        type=int,
+        default=200_000,
+        help="up to this N also run the approximate k-NN-graph route and compare",
+    )
     parser.add_argument("--case", nargs=3, metavar=("N", "METHOD", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -127,6 +137,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             methods = ["scalable"] + (["exact"] if n <= args.exact_max else [])
+            if 20_000 < n <= args.approx_max:
+                methods.append("scalable-approx")
             results = {}
             for method in methods:
                 out = Path(tmp) / f"{n}_{method}.npy"
@@ -141,23 +153,25 @@ def main() -> None:
                 results[method]["removed_file"] = out
                 printable = {k: v for k, v in results[method].items() if k != "removed_file"}
                 print(json.dumps(printable), flush=True)
-            if {"exact", "scalable"} <= results.keys():
-                ex, sc = results["exact"], results["scalable"]
-                print(
-                    json.dumps(
-                        {
-                            "n": n,
-                            "compare": "scalable vs exact",
-                            "time_ratio_exact_over_scalable": round(
-                                float(ex["seconds"]) / float(sc["seconds"]), 2
-                            ),
-                            "jaccard_removed": jaccard(
-                                np.load(ex["removed_file"]), np.load(sc["removed_file"])
-                            ),
-                        }
-                    ),
-                    flush=True,
-                )
+            for ref, other in (("exact", "scalable"), ("scalable", "scalable-approx")):
+                if {ref, other} <= results.keys():
+                    a, b = results[ref], results[other]
+                    print(
+                        json.dumps(
+                            {
+                                "n": n,
+                                "compare": f"{other} vs {ref}",
+                                f"time_ratio_{ref}_over_{other}": round(
+                                    float(a["seconds"]) / float(b["seconds"]), 2
+                                ),
+                                "jaccard_removed": round(
+                                    jaccard(np.load(a["removed_file"]), np.load(b["removed_file"])),
+                                    4,
+                                ),
+                            }
+                        ),
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ CORE = [
     "thresher.train",
     "thresher.evaluate",
     "thresher.embed",
+    "thresher.filter",
+    "thresher.run_filter",
     "thresher.store",
     "thresher.runs",
     "thresher.demo",

@@ -317,7 +317,9 @@ def filter_cmd(
         bool, typer.Option(help="Apply the percentages within each class.")
     ] = False,
     method: Annotated[str, typer.Option(help="exact, scalable or auto.")] = "auto",
-    outlier_score: Annotated[str, typer.Option(help="glosh, mst or knn.")] = "glosh",
+    outlier_score: Annotated[
+        str, typer.Option(help="glosh, mst, knn, or auto (glosh up to 50k items, knn above).")
+    ] = "auto",
     baseline: Annotated[str | None, typer.Option(help="random or uniqueness instead.")] = None,
     keep: Annotated[float | None, typer.Option(help="Percent kept (baselines).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

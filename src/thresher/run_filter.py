@@ -22,6 +22,16 @@ from thresher.store import Run, write_ids
 
 COMPARE_METHODS = ("random", "uniqueness", "similar", "outliers", "half")
 EXPORT_FORMATS = ("txt", "csv", "json", "parquet", "folder", "index")
+# GLOSH (the thesis's HDBSCAN score) takes minutes at 50k items and hours at 1M; above this
+# size "auto" uses the distance to the k-th neighbour, which scales (benchmarks/README.md).
+AUTO_GLOSH_MAX = 50_000
+
+
+def resolve_outlier_score(name: str, n: int) -> str:
+    """``"auto"`` -> ``"glosh"`` up to :data:`AUTO_GLOSH_MAX` items, ``"knn"`` above."""
+    if name != "auto":
+        return name
+    return "glosh" if n <= AUTO_GLOSH_MAX else "knn"
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ class FilterSettings:
     dims: int | None = 128
     per_class: bool = False
     method: str = "auto"
-    outlier_score: str = "glosh"
+    outlier_score: str = "auto"
     baseline: str | None = None
     keep: float | None = None
     seed: int = 0
@@ -85,7 +95,7 @@ def run_filter(
             dims=settings.dims,
             per_class=settings.per_class,
             method=settings.method,
-            outlier_score=settings.outlier_score,
+            outlier_score=resolve_outlier_score(settings.outlier_score, len(emb.ids)),
             seed=settings.seed,
         )
     tag = settings.tag()

@@ -261,7 +261,7 @@ def scalable_duplicates(
     ids: np.ndarray,
     seed: int = 0,
     k: int = 16,
-    max_component: int = 5_000,
+    max_component: int = 10_000,
     exact_graph_max: int = EXACT_GRAPH_MAX,
     flat_max: int = EXACT_MAX_ITEMS,
     growth: float = 1.25,

@@ -15,7 +15,7 @@ inequality), so probing every other cell finds all pairs (``within(..., exact=Tr
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class NeighbourIndex:
         self.nlist = 0
         self._radius: np.ndarray | None = None
         if self.exact:
-            self.index = faiss.IndexFlatL2(d)
+            self.index: Any = faiss.IndexFlatL2(d)  # or IndexIVFFlat below
         else:
             self.nlist = int(min(max(16, round(2 * math.sqrt(n))), 16384, n))
             self._quantiser = faiss.IndexFlatL2(d)  # faiss does not own it: keep it alive
@@ -146,7 +146,8 @@ class NeighbourIndex:
                 lims, sq, nb = self._bounded_range(self.x[q], sq_radius)
             else:
                 lims, sq, nb = self.index.range_search(self.x[q], float(sq_radius))
-            src = np.repeat(q, np.diff(lims.astype(np.int64)))
+            counts: np.ndarray = np.diff(np.asarray(lims, dtype=np.int64))
+            src = np.repeat(q, counts.astype(np.int64))
             keep = nb != src
             total += int(keep.sum())
             if max_pairs is not None and total > max_pairs:

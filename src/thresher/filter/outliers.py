@@ -26,6 +26,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def select_top(score: np.ndarray, ids: np.ndarray, count: int) -> np.ndarray:
     return mask
 
 
-def _hdbscan(x: np.ndarray, *, k: int, min_cluster_size: int, mst: bool) -> object:
+def _hdbscan(x: np.ndarray, *, k: int, min_cluster_size: int, mst: bool) -> Any:
     import hdbscan
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):

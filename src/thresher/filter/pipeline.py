@@ -96,6 +96,7 @@ def filter_dataset(
 
     groups, label_source = _groups(data.labels, data.predictions, per_class)
     if per_class:
+        assert groups is not None  # _groups refuses per_class without labels or predictions
         names, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
         budgets = per_class_budgets(sizes, outliers=outliers, similar=similar)
         members = [np.flatnonzero(inverse == c) for c in range(names.shape[0])]
