@@ -308,14 +308,8 @@ def _ids_hash(ids: np.ndarray | None) -> str:
 
 
 def format_compare(table: CompareTable) -> list[list[str]]:
-    """Rows of strings: header, the full-set row, then one row per kept percentage."""
+    """Rows of strings: the header, then one row per kept percentage (mean ± std, in %)."""
     rows = [["kept %", *table.methods]]
-    rows.append(
-        [
-            "100 (full)",
-            *[f"{100 * table.full_mean:.2f} ± {100 * table.full_std:.2f}"] * len(table.methods),
-        ]
-    )
     for i, keep in enumerate(table.keeps):
         rows.append(
             [f"{100 * keep:g}"]
