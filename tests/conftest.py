@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,27 @@ def data_root() -> Path:
 @pytest.fixture(autouse=True)
 def _quiet_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THRESHER_PROGRESS", "0")
+
+
+CliResult = tuple[int, str, str]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], CliResult]:
+    """Run ``thresher ARGV`` in-process; returns (exit code, stdout, stderr)."""
+    from thresher.cli import main
+
+    def run(argv: list[str]) -> CliResult:
+        old = sys.argv
+        sys.argv = ["thresher", *argv]
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        finally:
+            sys.argv = old
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -12,28 +12,13 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from thresher.cli import main
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``thresher ARGV`` in-process; returns (exit code, stdout, stderr)."""
-    old = sys.argv
-    sys.argv = ["thresher", *argv]
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+Cli = Callable[[list[str]], tuple[int, str, str]]  # the `cli` fixture (conftest.py)
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
@@ -64,28 +49,22 @@ def write_idx_folder(folder: Path, *, n_images: int = 10, n_labels: int = 10, **
 
 
 # --- bad input: one line, exit 2, no traceback ------------------------------------------------
-def test_unknown_dataset_lists_valid_names(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = cli(["data", "info", "mnistt"], capsys)
+def test_unknown_dataset_lists_valid_names(cli: Cli) -> None:
+    code, _, err = cli(["data", "info", "mnistt"])
     assert_one_line_error(code, err, "'mnistt'", "fashion-mnist", "digits")
 
 
-def test_unknown_model_lists_valid_names(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    code, _, err = cli(
-        ["train", "digits", "--model", "lenet", "--out", str(tmp_path / "r")], capsys
-    )
+def test_unknown_model_lists_valid_names(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli(["train", "digits", "--model", "lenet", "--out", str(tmp_path / "r")])
     assert_one_line_error(code, err, "unknown model 'lenet'", "mnist_lenet", "resnet20")
     assert not (tmp_path / "r").exists()  # nothing written for a refused command
 
 
-def test_missing_data_root(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_missing_data_root(cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("THRESHER_DATA", raising=False)
-    code, _, err = cli(["data", "info", "mnist"], capsys)
+    code, _, err = cli(["data", "info", "mnist"])
     assert_one_line_error(code, err, "--root", "THRESHER_DATA")
-    code, _, err = cli(["data", "info", "mnist", "--root", str(tmp_path / "nope")], capsys)
+    code, _, err = cli(["data", "info", "mnist", "--root", str(tmp_path / "nope")])
     assert_one_line_error(code, err, "does not exist")
 
 
@@ -101,18 +80,16 @@ def test_missing_data_root(
     ],
 )
 def test_broken_idx_files(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, kwargs: dict[str, object], fragment: str
+    cli: Cli, tmp_path: Path, kwargs: dict[str, object], fragment: str
 ) -> None:
     folder = write_idx_folder(tmp_path / "digits-idx", **kwargs)  # type: ignore[arg-type]
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    code, _, err = cli(["data", "info", str(folder)], capsys)
+    code, _, err = cli(["data", "info", str(folder)])
     assert_one_line_error(code, err, fragment)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # user files untouched
 
 
-def test_labels_out_of_range_name_the_sample(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_labels_out_of_range_name_the_sample(cli: Cli, tmp_path: Path) -> None:
     import pickle  # noqa: TID251  (writes a synthetic CIFAR batch; nothing is unpickled here)
 
     folder = tmp_path / "cifar-10-batches-py"
@@ -128,11 +105,11 @@ def test_labels_out_of_range_name_the_sample(
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
     meta = {b"label_names": [f"c{i}".encode() for i in range(10)]}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    code, _, err = cli(["data", "info", str(folder)], capsys)
+    code, _, err = cli(["data", "info", str(folder)])
     assert_one_line_error(code, err, "label 12", "data_batch_1_1.png", "out of range")
 
 
-def test_corrupt_image_is_named_by_id(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_corrupt_image_is_named_by_id(cli: Cli, tmp_path: Path) -> None:
     from PIL import Image
 
     for split in ("train", "test"):
@@ -140,22 +117,20 @@ def test_corrupt_image_is_named_by_id(capsys: pytest.CaptureFixture[str], tmp_pa
             (tmp_path / split / cls).mkdir(parents=True)
             Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / split / cls / "ok.png")
     (tmp_path / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    code, _, err = cli(["data", "info", str(tmp_path)], capsys)
+    code, _, err = cli(["data", "info", str(tmp_path)])
     assert_one_line_error(code, err, "train/dog/broken.png")
 
 
-def test_unknown_layer_lists_valid_layers(
-    capsys: pytest.CaptureFixture[str], tiny_run: Path
-) -> None:
-    code, _, err = cli(["embed", str(tiny_run), "--layer", "conv9"], capsys)
+def test_unknown_layer_lists_valid_layers(cli: Cli, tiny_run: Path) -> None:
+    code, _, err = cli(["embed", str(tiny_run), "--layer", "conv9"])
     assert_one_line_error(code, err, "'conv9'", "conv1", "flatten")
 
 
-def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+def test_debug_shows_the_traceback(cli: Cli) -> None:
     from thresher.errors import DataError
 
     with pytest.raises(DataError):
-        cli(["--debug", "data", "info", "mnistt"], capsys)
+        cli(["--debug", "data", "info", "mnistt"])
     os.environ.pop("THRESHER_DEBUG", None)
 
 
@@ -184,10 +159,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_train_writes_a_complete_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_train_writes_a_complete_run(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["train", "digits", "--model", "mnist_lenet", "--out", str(out)]
-    code, stdout, err = cli([*args, "--epochs", "2", "--limit", "300", "--json"], capsys)
+    code, stdout, err = cli([*args, "--epochs", "2", "--limit", "300", "--json"])
     assert code == 0, err
     res = json.loads(stdout)
     assert res["train_size"] == 300
@@ -201,7 +176,7 @@ def test_train_writes_a_complete_run(capsys: pytest.CaptureFixture[str], tmp_pat
     assert (out / "model.safetensors").is_file()
     assert (out / "train_history.parquet").is_file()
     # a second train into the same directory is refused, the first run is kept
-    code, _, err = cli(args, capsys)
+    code, _, err = cli(args)
     assert_one_line_error(code, err, "not empty", "--overwrite")
     assert json.loads((out / "manifest.json").read_text()) == manifest
 
@@ -225,47 +200,43 @@ def test_train_is_deterministic(tmp_path: Path) -> None:
     assert all(wa[k].equal(wb[k]) for k in wa)
 
 
-def test_layers_of_a_model_name_and_of_a_run(
-    capsys: pytest.CaptureFixture[str], tiny_run: Path
-) -> None:
-    code, stdout, _ = cli(["layers", "mnist_lenet", "--json"], capsys)
+def test_layers_of_a_model_name_and_of_a_run(cli: Cli, tiny_run: Path) -> None:
+    code, stdout, _ = cli(["layers", "mnist_lenet", "--json"])
     assert code == 0
     layers = json.loads(stdout)
     shapes = {la["name"]: la["output_shape"] for la in layers["layers"]}
     assert shapes["conv1"] == [32, 26, 26]  # LRP-GUS Table 2
     assert shapes["pool2"] == [64, 5, 5]
     assert layers["default"] == "flatten"
-    code, stdout, _ = cli(["layers", str(tiny_run)], capsys)
+    code, stdout, _ = cli(["layers", str(tiny_run)])
     assert code == 0
     assert "flatten (default)" in stdout
 
 
-def test_embed_then_reuse_the_cache(capsys: pytest.CaptureFixture[str], tiny_run: Path) -> None:
-    code, stdout, err = cli(["embed", str(tiny_run), "--json"], capsys)
+def test_embed_then_reuse_the_cache(cli: Cli, tiny_run: Path) -> None:
+    code, stdout, err = cli(["embed", str(tiny_run), "--json"])
     assert code == 0, err
     info = json.loads(stdout)
     assert info["layer"] == "flatten"
     assert info["shape"] == [400, 1600]
     files = sorted(p.relative_to(tiny_run) for p in (tiny_run / "embeddings").rglob("*"))
-    code, stdout, _ = cli(["embed", str(tiny_run), "--json"], capsys)
+    code, stdout, _ = cli(["embed", str(tiny_run), "--json"])
     assert json.loads(stdout) == info
     assert sorted(p.relative_to(tiny_run) for p in (tiny_run / "embeddings").rglob("*")) == files
     code, stdout, _ = cli(
-        ["embed", str(tiny_run), "--layer", "pool1", "--reduce", "avgpool", "--json"], capsys
+        ["embed", str(tiny_run), "--layer", "pool1", "--reduce", "avgpool", "--json"]
     )
     assert json.loads(stdout)["shape"] == [400, 32]
 
 
-def test_evaluate_a_subset_file(
-    capsys: pytest.CaptureFixture[str], tiny_run: Path, tmp_path: Path
-) -> None:
+def test_evaluate_a_subset_file(cli: Cli, tiny_run: Path, tmp_path: Path) -> None:
     from thresher.runs import open_run, run_dataset
 
     ids = run_dataset(open_run(tiny_run), "train").ids[::2]
     subset = tmp_path / "half.csv"
     subset.write_text("id\n" + "\n".join(ids) + "\n")
     args = ["evaluate", str(tiny_run), "--subset", str(subset), "--seeds", "2", "--epochs", "1"]
-    code, stdout, err = cli([*args, "--json"], capsys)
+    code, stdout, err = cli([*args, "--json"])
     assert code == 0, err
     res = json.loads(stdout)
     assert res["subset_size"] == 200
@@ -275,12 +246,12 @@ def test_evaluate_a_subset_file(
     assert (tiny_run / "evaluate" / "half.parquet").is_file()
     bad = tmp_path / "bad.txt"
     bad.write_text("digits/9999\n")
-    code, _, err = cli(["evaluate", str(tiny_run), "--subset", str(bad)], capsys)
+    code, _, err = cli(["evaluate", str(tiny_run), "--subset", str(bad)])
     assert_one_line_error(code, err, "not in the data set")
 
 
-def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = cli(["models", "--json"], capsys)
+def test_models_lists_the_registry(cli: Cli) -> None:
+    code, stdout, _ = cli(["models", "--json"])
     assert code == 0
     names = {m["name"] for m in json.loads(stdout)}
     assert {"mnist_lenet", "fmnist_cnn", "resnet20", "resnet32", "resnet56"} <= names
@@ -309,22 +280,18 @@ def mirror(data_root: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
 
 
 def test_fetch_from_a_loopback_mirror_then_load(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: tuple[str, list[str]]
+    cli: Cli, tmp_path: Path, mirror: tuple[str, list[str]]
 ) -> None:
     url, requests = mirror
     root = tmp_path / "data"
-    code, stdout, err = cli(
-        ["data", "fetch", "mnist", "--root", str(root), "--base-url", url], capsys
-    )
+    code, stdout, err = cli(["data", "fetch", "mnist", "--root", str(root), "--base-url", url])
     assert code == 0, err
     assert stdout.count("downloaded and verified") == 4
-    code, stdout, err = cli(["data", "info", "mnist", "--root", str(root), "--json"], capsys)
+    code, stdout, err = cli(["data", "info", "mnist", "--root", str(root), "--json"])
     assert code == 0, err
     assert json.loads(stdout)["train"]["size"] == 60000
     n = len(requests)
-    code, stdout, _ = cli(
-        ["data", "fetch", "mnist", "--root", str(root), "--base-url", url], capsys
-    )
+    code, stdout, _ = cli(["data", "fetch", "mnist", "--root", str(root), "--base-url", url])
     assert code == 0
     assert stdout.count("already present") == 4
     assert len(requests) == n  # nothing downloaded again

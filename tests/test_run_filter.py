@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from thresher.cli import main
 from thresher.store import read_ids
 
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old = sys.argv
-    sys.argv = ["thresher", *argv]
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+Cli = Callable[[list[str]], tuple[int, str, str]]
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +24,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_filter_removes_exact_counts_and_writes_the_view(
-    capsys: pytest.CaptureFixture[str], run_dir: Path
-) -> None:
+def test_filter_removes_exact_counts_and_writes_the_view(cli: Cli, run_dir: Path) -> None:
     code, stdout, err = cli(
-        ["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"], capsys
+        ["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"]
     )
     assert code == 0, err
     info = json.loads(stdout)
@@ -52,15 +37,13 @@ def test_filter_removes_exact_counts_and_writes_the_view(
     for name in ("result.parquet", "params.json", "cloud.html", "cloud.png", "cloud3d.npy"):
         assert (folder / name).is_file(), name
     # the same request gives the same subset
-    cli(["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"], capsys)
+    cli(["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"])
     from thresher.run_filter import load_filter
     from thresher.runs import open_run
 
     again = load_filter(open_run(run_dir))
     assert again.kept.sum() == 340
-    code, stdout, _ = cli(
-        ["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"], capsys
-    )
+    code, stdout, _ = cli(["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"])
     assert json.loads(stdout)["counts"] == info["counts"]
 
 
@@ -82,26 +65,22 @@ def test_near_duplicates_point_at_kept_items(run_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("fmt", "suffix"), [("txt", "txt"), ("csv", "csv"), ("json", "json"), ("parquet", "parquet")]
 )
-def test_export_lists(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, tmp_path: Path, fmt: str, suffix: str
-) -> None:
-    code, _, err = cli(["filter", str(run_dir), "--baseline", "random", "--keep", "75"], capsys)
+def test_export_lists(cli: Cli, run_dir: Path, tmp_path: Path, fmt: str, suffix: str) -> None:
+    code, _, err = cli(["filter", str(run_dir), "--baseline", "random", "--keep", "75"])
     assert code == 0, err
     out = tmp_path / f"kept.{suffix}"
-    code, stdout, err = cli(
-        ["export", str(run_dir), "--format", fmt, "--out", str(out), "--json"], capsys
-    )
+    code, stdout, err = cli(["export", str(run_dir), "--format", fmt, "--out", str(out), "--json"])
     assert code == 0, err
     assert json.loads(stdout)["count"] == 300
     assert len(read_ids(out)) == 300
 
 
 def test_export_folder_writes_images_of_the_kept_set(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, tmp_path: Path
+    cli: Cli, run_dir: Path, tmp_path: Path
 ) -> None:
-    cli(["filter", str(run_dir), "--baseline", "uniqueness", "--keep", "50"], capsys)
+    cli(["filter", str(run_dir), "--baseline", "uniqueness", "--keep", "50"])
     code, _, err = cli(
-        ["export", str(run_dir), "--format", "folder", "--out", str(tmp_path / "imgs")], capsys
+        ["export", str(run_dir), "--format", "folder", "--out", str(tmp_path / "imgs")]
     )
     assert code == 0, err
     pngs = list((tmp_path / "imgs").rglob("*.png"))
@@ -109,9 +88,7 @@ def test_export_folder_writes_images_of_the_kept_set(
     assert {p.parent.name for p in pngs} == {str(i) for i in range(10)}
 
 
-def test_bad_filter_requests(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, tmp_path: Path
-) -> None:
+def test_bad_filter_requests(cli: Cli, run_dir: Path, tmp_path: Path) -> None:
     for args, fragment in [
         (["--outliers", "120"], "--outliers must be a percentage"),
         (["--outliers", "60", "--similar", "50"], "removes everything"),
@@ -119,23 +96,19 @@ def test_bad_filter_requests(
         (["--baseline", "coin", "--keep", "50"], "coin"),
         (["--method", "fastest"], "fastest"),
     ]:
-        code, _, err = cli(["filter", str(run_dir), *args], capsys)
+        code, _, err = cli(["filter", str(run_dir), *args])
         assert code == 2, args
         assert fragment in " ".join(err.split()), err
     fresh = tmp_path / "fresh"
     from thresher.runs import DataSpec, train_run
 
     train_run(fresh, data=DataSpec(name="digits", limit=100), model="mnist_lenet", epochs=1)
-    code, _, err = cli(
-        ["export", str(fresh), "--format", "txt", "--out", str(tmp_path / "x.txt")], capsys
-    )
+    code, _, err = cli(["export", str(fresh), "--format", "txt", "--out", str(tmp_path / "x.txt")])
     assert code == 2
     assert "no filter result" in err
 
 
-def test_compare_prints_a_table_and_reuses_results(
-    capsys: pytest.CaptureFixture[str], run_dir: Path
-) -> None:
+def test_compare_prints_a_table_and_reuses_results(cli: Cli, run_dir: Path) -> None:
     args = [
         "compare",
         str(run_dir),
@@ -148,7 +121,7 @@ def test_compare_prints_a_table_and_reuses_results(
         "--epochs",
         "1",
     ]
-    code, stdout, err = cli([*args, "--json"], capsys)
+    code, stdout, err = cli([*args, "--json"])
     assert code == 0, err
     table = json.loads(stdout)
     assert table["methods"] == ["random", "similar"]
@@ -157,7 +130,7 @@ def test_compare_prints_a_table_and_reuses_results(
     stored = sorted(p.name for p in (run_dir / "compare").iterdir())
     assert "random-keep50.json" in stored
     mtime = (run_dir / "compare" / "random-keep50.json").stat().st_mtime_ns
-    code, stdout, _ = cli(args, capsys)
+    code, stdout, _ = cli(args)
     assert code == 0
     assert "kept %" in stdout
     assert (run_dir / "compare" / "random-keep50.json").stat().st_mtime_ns == mtime  # reused
