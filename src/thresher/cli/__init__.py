@@ -460,3 +460,7 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Exit | click.exceptions.Abort):
             sys.exit(getattr(exc, "exit_code", 1))
         raise
+
+
+# Each product area's commands live in their own module (``thresher.cli.<area>``); importing one
+# registers its commands on ``app``. Keep these imports last: the modules use the names above.
