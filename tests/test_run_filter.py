@@ -134,3 +134,22 @@ def test_compare_prints_a_table_and_reuses_results(cli: Cli, run_dir: Path) -> N
     assert code == 0
     assert "kept %" in stdout
     assert (run_dir / "compare" / "random-keep50.json").stat().st_mtime_ns == mtime  # reused
+
+
+def test_compare_with_the_scalable_filter_keeps_its_own_cells(cli: Cli, run_dir: Path) -> None:
+    base = ["compare", str(run_dir), "--methods", "similar", "--keep", "80", "--seeds", "1"]
+    base += ["--epochs", "1", "--json"]
+    code, stdout, err = cli([*base, "--filter-method", "scalable"])
+    assert code == 0, err
+    scalable = json.loads(stdout)
+    code, stdout, err = cli([*base, "--filter-method", "exact"])
+    assert code == 0, err
+    exact = json.loads(stdout)
+    assert list(scalable["cells"]) == ["similar-keep80-scalable"]
+    assert list(exact["cells"]) == ["similar-keep80-exact"]
+    # both algorithms keep the same number of items, so the retrained subsets are comparable
+    assert scalable["cells"]["similar-keep80-scalable"]["size"] == 320
+    assert exact["cells"]["similar-keep80-exact"]["size"] == 320
+    code, _, err = cli([*base, "--filter-method", "fastest"])
+    assert code == 2
+    assert "fastest" in err

@@ -72,10 +72,35 @@ def _pct(fraction: float | None) -> str:
     return "none" if fraction is None else f"{100 * fraction:g}".replace(".", "p")
 
 
+def check_settings(settings: FilterSettings) -> None:
+    """Refuse a request the filter would refuse, without reading or writing anything."""
+    from thresher.filter import BASELINES, DUPLICATE_METHODS, OUTLIER_SCORES, REDUCERS
+    from thresher.filter.inputs import check_fraction
+
+    if settings.baseline is not None:
+        if settings.keep is None:
+            raise ConfigError("a baseline needs --keep PCT (the share of the data to keep)")
+        BASELINES.get(settings.baseline)
+        check_fraction(settings.keep, name="keep", upper_inclusive=True)
+        return
+    outliers = check_fraction(settings.outliers, name="outliers")
+    similar = check_fraction(settings.similar, name="similar")
+    if outliers + similar >= 1.0:
+        raise ConfigError(
+            f"outliers + similar = {100 * (outliers + similar):g}% removes everything; "
+            "keep their sum below 100% (e.g. 5 + 5)"
+        )
+    REDUCERS.get(settings.reduce)
+    DUPLICATE_METHODS.get(settings.method)
+    if settings.outlier_score != "auto":
+        OUTLIER_SCORES.get(settings.outlier_score)
+
+
 def run_filter(
     run: Run, settings: FilterSettings, *, device: str | None = None, cloud: bool = True
 ) -> FilterResult:
     """Filter the run's training split in the embedding space of ``settings.layer``."""
+    check_settings(settings)  # before embedding: a refused request leaves the run untouched
     emb = embed_run(run, layer=settings.layer, device=device)
     if settings.baseline is not None:
         if settings.keep is None:
@@ -198,10 +223,17 @@ class CompareTable:
 
 
 def subset_for(
-    run: Run, method: str, keep: float, *, seed: int = 0, per_class: bool = False, **kw: Any
+    run: Run,
+    method: str,
+    keep: float,
+    *,
+    seed: int = 0,
+    per_class: bool = False,
+    filter_method: str = "auto",
 ) -> FilterResult:
     """The subset a comparison method keeps at ``keep`` (fraction of the training set)."""
     remove = 1.0 - keep
+    kw: dict[str, Any] = {"method": filter_method}
     if method == "random":
         settings = FilterSettings(baseline="random", keep=keep, seed=seed)
     elif method == "uniqueness":
@@ -231,10 +263,15 @@ def compare_run(
     seeds: int = 3,
     epochs: int | None = None,
     per_class: bool = False,
+    filter_method: str = "auto",
     device: str | None = None,
     progress: Any = None,
 ) -> CompareTable:
-    """Retrain ``seeds`` models on each method's subset at each kept share; test accuracy."""
+    """Retrain ``seeds`` models on each method's subset at each kept share; test accuracy.
+
+    ``filter_method`` (exact, scalable or auto) is the near-duplicate algorithm of the filter
+    methods; running the comparison once with each measures their agreement in retrained accuracy.
+    """
     for m in methods:
         if m not in COMPARE_METHODS:
             raise ConfigError(f"unknown method {m!r}; use any of {', '.join(COMPARE_METHODS)}")
@@ -250,9 +287,11 @@ def compare_run(
     for i, keep in enumerate(keeps):
         for j, method in enumerate(methods):
             name = f"{method}-keep{_pct(keep)}" + ("-perclass" if per_class else "")
+            if method not in ("random", "uniqueness") and filter_method != "auto":
+                name += f"-{filter_method}"
             if progress is not None:
                 progress(f"{method} at {100 * keep:g}% kept")
-            subset = subset_for(run, method, keep, per_class=per_class)
+            subset = subset_for(run, method, keep, per_class=per_class, filter_method=filter_method)
             res = _cached_evaluation(
                 run, name, subset.kept_ids, seeds=seeds, epochs=epochs, device=device
             )

@@ -391,6 +391,10 @@ def compare_cmd(
     per_class: Annotated[
         bool, typer.Option(help="Class-aware budgets for the filter methods.")
     ] = False,
+    filter_method: Annotated[
+        str,
+        typer.Option(help="Near-duplicate algorithm of the filter methods: exact, scalable, auto."),
+    ] = "auto",
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -411,6 +415,7 @@ def compare_cmd(
         seeds=seeds,
         epochs=epochs,
         per_class=per_class,
+        filter_method=filter_method,
         device=device,
         progress=None if as_json else (lambda msg: err.print(f"training on {msg}")),
     )
@@ -464,3 +469,5 @@ def main() -> None:
 
 # Each product area's commands live in their own module (``thresher.cli.<area>``); importing one
 # registers its commands on ``app``. Keep these imports last: the modules use the names above.
+from thresher.cli import webapp as _webapp  # noqa: E402,F401
+from thresher.cli import reduce as _reduce  # noqa: E402,F401

@@ -3,6 +3,7 @@
 from thresher.models import external as _external  # noqa: F401  (registers efficientnet_lite0)
 from thresher.models import paper_nets as _paper_nets  # noqa: F401  (registers)
 from thresher.models import resnet_cifar as _resnet_cifar  # noqa: F401  (registers)
+from thresher.models import small_cnn as _small_cnn  # noqa: F401  (registers)
 from thresher.models.external import external_spec
 from thresher.models.fingerprint import model_fingerprint
 from thresher.models.loading import (

@@ -37,6 +37,12 @@ class Recipe:
         warmup_epochs: linear warm-up from ``lr / steps`` to ``lr`` before the schedule starts.
         augment: any of ``"crop"`` (zero-pad 4 px + random crop) and ``"flip"`` (horizontal).
         label_smoothing: cross-entropy label smoothing in [0, 1).
+        loss: ``"ce"`` (cross-entropy, the default) or ``"ldam"`` (Cao et al. 2019), see
+            :mod:`thresher.train.losses`.
+        drw_epoch: first (1-based) epoch of deferred re-weighting with class-balanced weights;
+            ``None`` = never.
+        drw_beta: the class-balanced weights' ``beta``.
+        ldam_max_margin, ldam_scale: LDAM's largest margin and its logit scale ``s``.
     """
 
     name: str = "custom"
@@ -53,6 +59,11 @@ class Recipe:
     warmup_epochs: int = 0
     augment: tuple[str, ...] = ()
     label_smoothing: float = 0.0
+    loss: str = "ce"
+    drw_epoch: int | None = None
+    drw_beta: float = 0.9999
+    ldam_max_margin: float = 0.5
+    ldam_scale: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", tuple(self.augment))
@@ -93,6 +104,21 @@ class Recipe:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        self._check_loss()
+
+    def _check_loss(self) -> None:
+        from thresher.train.losses import LOSSES
+
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        if self.drw_epoch is not None and (not _is_int(self.drw_epoch) or self.drw_epoch < 1):
+            raise ConfigError(f"drw_epoch must be an integer >= 1 or None, got {self.drw_epoch!r}")
+        if not 0 <= self.drw_beta < 1:
+            raise ConfigError(f"drw_beta must be in [0, 1), got {self.drw_beta!r}")
+        if not (self.ldam_max_margin > 0 and self.ldam_scale > 0):
+            raise ConfigError("ldam_max_margin and ldam_scale must be > 0; use 0.5 and 30")
+        if self.loss == "ldam" and self.label_smoothing:
+            raise ConfigError("LDAM does not use label smoothing; set label_smoothing=0")
 
     # --- overrides ---------------------------------------------------------------------------
     def replace(self, **overrides: Any) -> Recipe:
@@ -200,6 +226,22 @@ register_recipe(
         warmup_epochs=5,
         augment=("crop", "flip"),
     )
+)
+# For ``cifar_small`` (not from a paper): Adam with a cosine decay, the usual CIFAR augmentation.
+register_recipe(
+    Recipe(
+        name="cifar-small",
+        optimizer="adam",
+        lr=3e-3,
+        batch_size=128,
+        epochs=15,
+        schedule="cosine",
+        augment=("crop", "flip"),
+    )
+)
+# Cao et al. 2019 long-tailed CIFAR: LDAM with deferred re-weighting from epoch 160 of 200.
+register_recipe(
+    get_recipe("cifar-resnet").replace(name="cifar-resnet-ldam-drw", loss="ldam", drw_epoch=160)
 )
 # For tests and demos: a couple of quick epochs.
 register_recipe(Recipe(name="quick", optimizer="adam", lr=1e-3, batch_size=64, epochs=2))
