@@ -10,8 +10,11 @@ else
 TORCH := torch==2.9.1 torchvision==0.24.1
 endif
 OUT ?= runs/demo
+# The app's browser tests drive Debian's Chromium through Playwright (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env demo test test-slow test-all lint bench clean
+.PHONY: env browser demo test test-slow test-all lint bench clean
 
 env: $(STAMP)
 
@@ -23,10 +26,14 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.thresher-*
 	@touch $(STAMP)
 
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 demo: $(STAMP)
 	$(VENV)/bin/thresher demo --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy src
@@ -35,7 +42,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(PY) -m pytest -m "not gpu"
 
 lint: $(STAMP)

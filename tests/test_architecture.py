@@ -16,8 +16,15 @@ CORE = [
     "thresher.store",
     "thresher.runs",
     "thresher.demo",
+    "thresher.explain",
+    "thresher.reduce",
+    "thresher.reduce.workflow",
+    "thresher.reduce.scorer",
+    "thresher.diagnose",
+    "thresher.distributed",
+    "thresher.app",
 ]
-EDGE_ONLY = ["typer", "rich", "click", "matplotlib", "plotly", "fastapi", "timm"]
+EDGE_ONLY = ["typer", "rich", "click", "matplotlib", "plotly", "fastapi", "uvicorn", "timm", "ray"]
 
 
 def test_core_imports_no_cli_plotting_or_web_framework() -> None:

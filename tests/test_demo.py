@@ -24,3 +24,11 @@ def test_demo_trains_embeds_and_evaluates(tmp_path: Path) -> None:
     assert (out / "evaluate" / "random-50.parquet").is_file()
     assert any("test accuracy" in line for line in lines)
     assert any(f"Outputs in {out}" in line for line in lines)
+    # diagnostics: every training image gets exactly one archetype; the report is written
+    assert sum(figures["archetypes"].values()) == 1438  # type: ignore[attr-defined]
+    assert (out / "diagnose" / "report.html").is_file()
+    # the LRP-GUS step searched and chose a cutoff subset, stored for `thresher app`
+    assert figures["reduce_iterations"] == 6
+    assert 0 < int(figures["reduce_cutoff_size"]) <= 600  # type: ignore[call-overload]
+    assert (out / "reduce" / "trace.parquet").is_file()
+    assert lines[-1] == f"Open it all in the browser: thresher app {out}"

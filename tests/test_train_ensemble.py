@@ -296,3 +296,13 @@ def test_train_many_refuses_bad_arguments() -> None:
         train_many("mnist_lenet", ds, recipe="quick", seeds=[0, 1], subsets=[np.arange(10)])
     with pytest.raises(ConfigError, match="stack must be"):
         train_many("mnist_lenet", ds, recipe="quick", seeds=[0], stack="yes")  # type: ignore[arg-type]
+
+
+def test_stacking_refuses_a_loss_it_does_not_implement() -> None:
+    from thresher.data import load_digits
+    from thresher.train import get_recipe, train_many
+
+    train = load_digits(split="train")
+    recipe = get_recipe("quick").replace(loss="ldam", epochs=1, drw_epoch=1)
+    with pytest.raises(ConfigError, match="'ce' loss only"):
+        train_many("mnist_lenet", train, recipe=recipe, seeds=[0, 1], stack=True, device="cpu")

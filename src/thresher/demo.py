@@ -7,6 +7,7 @@ themselves here as they land.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from thresher.diagnose.workflow import diagnose_run
+from thresher.reduce import SearchSettings
+from thresher.reduce.workflow import ReduceSettings, reduce_run
 from thresher.run_filter import FilterSettings, run_filter
 from thresher.runs import DataSpec, embed_run, evaluate_run, open_run, train_run
 from thresher.store import write_ids
@@ -32,7 +36,7 @@ def run_demo(
     """Train, embed and evaluate on digits; returns the figures it printed."""
     t0 = time.perf_counter()
     out = Path(out)
-    echo(f"[1/5] training {DEMO_MODEL} (LRP-GUS Table 2, paper recipe) on scikit-learn digits")
+    echo(f"[1/7] training {DEMO_MODEL} (LRP-GUS Table 2, paper recipe) on scikit-learn digits")
     trained = train_run(
         out, data=DataSpec(name=DEMO_DATA), model=DEMO_MODEL, device=device, overwrite=True
     )
@@ -43,11 +47,11 @@ def run_demo(
     )
     run = open_run(out)
 
-    echo("[2/5] extracting penultimate-layer embeddings (cached in the run)")
+    echo("[2/7] extracting penultimate-layer embeddings (cached in the run)")
     emb = embed_run(run, device=device)
     echo(f"      {emb.values.shape[0]} x {emb.values.shape[1]} at layer {emb.layer!r}")
 
-    echo(f"[3/5] checking a random half of the training set against the full set ({seeds} seeds)")
+    echo(f"[3/7] checking a random half of the training set against the full set ({seeds} seeds)")
     train_ids = np.asarray(emb.ids)
     rng = np.random.default_rng(0)
     half = np.sort(rng.choice(train_ids, size=len(train_ids) // 2, replace=False))
@@ -57,7 +61,7 @@ def run_demo(
     echo(f"      full set  : {full.summary()}")
     echo(f"      random 50%: {part.summary()}")
 
-    echo("[4/5] filtering: 5% outliers + 5% semantic near-duplicates, per class")
+    echo("[4/7] filtering: 5% outliers + 5% semantic near-duplicates, per class")
     settings = FilterSettings(outliers=0.05, similar=0.05, per_class=True)
     filtered = run_filter(run, settings, device=device)
     kept_file = write_ids(filtered.kept_ids, out / "subsets" / "filtered-90.txt")
@@ -72,8 +76,31 @@ def run_demo(
     echo(f"      filtered 90%: {kept_eval.summary()}")
     echo(f"      random 90%  : {rand_eval.summary()}")
 
+    echo("[5/7] diagnostics: archetypes, nearest adversaries, top features, density, colours")
+    has_plots = importlib.util.find_spec("matplotlib") is not None
+    analyses = diagnose_run(run, device=device, figures=has_plots)
+    arche = analyses["archetypes"].summary()["counts"]
+    totals = {a: sum(c[a] for c in arche.values()) for a in next(iter(arche.values()))}
+    echo("      archetypes over all classes: " + ", ".join(f"{a} {n}" for a, n in totals.items()))
+    if has_plots:
+        from thresher.report.html import write_report
+
+        report = write_report([run])
+        echo(f"      one-page report: {report}")
+    else:
+        echo("      (no report: install thresher[report] for the figures)")
+
+    echo("[6/7] LRP-GUS: a short relevance-guided search over class counts (p0=60, 6 iterations)")
+    reduction = reduce_run(
+        run,
+        ReduceSettings(search=SearchSettings(p0=60, iterations=6), epochs=5),
+        restart=True,
+        device=device,
+    )
+    echo(f"      {reduction.summary()}")
+
     seconds = time.perf_counter() - t0
-    echo(f"[5/5] done in {seconds:.0f} s. Outputs in {out}/:")
+    echo(f"[7/7] done in {seconds:.0f} s. Outputs in {out}/:")
     for rel in (
         "manifest.json",
         "model.safetensors",
@@ -83,8 +110,10 @@ def run_demo(
     ):
         echo(f"      {out / rel}")
     echo(f"      {run.file('filter/' + settings.tag())}/cloud.html  (3D view of what was removed)")
+    echo(f"      {out / 'reduce'}/  (search trace, cutoff, figures)")
     echo(f"      {subset_file}")
     echo(f"      {kept_file}")
+    echo(f"Open it all in the browser: thresher app {out}")
     return {
         "test_accuracy": trained.test_accuracy,
         "full_mean_accuracy": full.accuracy_mean,
@@ -92,5 +121,8 @@ def run_demo(
         "filtered_kept": len(filtered.kept_ids),
         "filtered_mean_accuracy": kept_eval.accuracy_mean,
         "random_90_mean_accuracy": rand_eval.accuracy_mean,
+        "archetypes": totals,
+        "reduce_iterations": len(reduction.trace.records),
+        "reduce_cutoff_size": len(reduction.cutoff_ids),
         "seconds": seconds,
     }

@@ -266,11 +266,16 @@ def compare_run(
     filter_method: str = "auto",
     device: str | None = None,
     progress: Any = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> CompareTable:
     """Retrain ``seeds`` models on each method's subset at each kept share; test accuracy.
 
     ``filter_method`` (exact, scalable or auto) is the near-duplicate algorithm of the filter
     methods; running the comparison once with each measures their agreement in retrained accuracy.
+    Every cell is stored under ``RUN/compare/`` and reused when its ids, seeds and epochs match,
+    so an interrupted comparison restarts where it stopped. ``engine="ray"`` trains the missing
+    cells as parallel Ray tasks.
     """
     for m in methods:
         if m not in COMPARE_METHODS:
@@ -280,21 +285,35 @@ def compare_run(
             raise ConfigError(f"kept shares must be in (0, 100] percent, got {100 * k:g}")
     if not methods or not keeps:
         raise ConfigError("compare needs at least one method and one kept percentage")
-    mean = np.full((len(keeps), len(methods)), math.nan)
-    std = np.full_like(mean, math.nan)
-    cells: dict[str, dict[str, Any]] = {}
-    full = _cached_evaluation(run, "full", None, seeds=seeds, epochs=epochs, device=device)
-    for i, keep in enumerate(keeps):
-        for j, method in enumerate(methods):
+    wanted: dict[str, np.ndarray | None] = {"full": None}
+    for keep in keeps:
+        for method in methods:
             name = f"{method}-keep{_pct(keep)}" + ("-perclass" if per_class else "")
             if method not in ("random", "uniqueness") and filter_method != "auto":
                 name += f"-{filter_method}"
-            if progress is not None:
-                progress(f"{method} at {100 * keep:g}% kept")
             subset = subset_for(run, method, keep, per_class=per_class, filter_method=filter_method)
-            res = _cached_evaluation(
-                run, name, subset.kept_ids, seeds=seeds, epochs=epochs, device=device
-            )
+            wanted[name] = subset.kept_ids
+    if engine != "local":
+        _evaluate_on_engine(
+            run, wanted, engine=engine, ray_address=ray_address, seeds=seeds, epochs=epochs,
+            device=device,
+        )  # fmt: skip
+    results: dict[str, dict[str, Any]] = {}
+    for name, ids in wanted.items():
+        if progress is not None:
+            progress(name)
+        results[name] = _cached_evaluation(
+            run, name, ids, seeds=seeds, epochs=epochs, device=device
+        )
+    mean = np.full((len(keeps), len(methods)), math.nan)
+    std = np.full_like(mean, math.nan)
+    cells: dict[str, dict[str, Any]] = {}
+    full = results.pop("full")
+    names = iter(results)
+    for i in range(len(keeps)):
+        for j in range(len(methods)):
+            name = next(names)
+            res = results[name]
             mean[i, j] = res["accuracy_mean"]
             std[i, j] = res["accuracy_std"]
             cells[name] = {"size": res["subset_size"], "accuracy": res["accuracy"]}
@@ -312,6 +331,39 @@ def compare_run(
     return table
 
 
+def _evaluation_key(ids: np.ndarray | None, *, seeds: int, epochs: int | None) -> dict[str, Any]:
+    return {"ids_hash": _ids_hash(ids), "seeds": seeds, "epochs": epochs}
+
+
+def _evaluate_on_engine(
+    run: Run,
+    wanted: dict[str, np.ndarray | None],
+    *,
+    engine: str,
+    ray_address: str | None,
+    seeds: int,
+    epochs: int | None,
+    device: str | None,
+) -> None:
+    """Train the cells not stored yet on a distributed engine, storing each as the local path."""
+    from thresher.distributed import evaluate_subsets_run, get_engine
+
+    todo = {
+        name: ids
+        for name, ids in wanted.items()
+        if not run.exists(f"compare/{name}.json")
+        or run.read_json(f"compare/{name}.json").get("key")
+        != _evaluation_key(ids, seeds=seeds, epochs=epochs)
+    }
+    if not todo:
+        return
+    with get_engine(engine, address=ray_address) as eng:
+        done = evaluate_subsets_run(eng, run, todo, seeds=seeds, epochs=epochs, device=device)
+    for name, res in done.items():
+        key = _evaluation_key(todo[name], seeds=seeds, epochs=epochs)
+        run.write_json(f"compare/{name}.json", {"key": key, "result": res.to_dict()})
+
+
 def _cached_evaluation(
     run: Run,
     name: str,
@@ -323,11 +375,7 @@ def _cached_evaluation(
 ) -> dict[str, Any]:
     """An evaluation stored under ``compare/``; reused when its ids, seeds and epochs match."""
     rel = f"compare/{name}.json"
-    key = {
-        "ids_hash": _ids_hash(ids),
-        "seeds": seeds,
-        "epochs": epochs,
-    }
+    key = _evaluation_key(ids, seeds=seeds, epochs=epochs)
     if run.exists(rel):
         stored = run.read_json(rel)
         if stored.get("key") == key:

@@ -243,18 +243,32 @@ def embed_run(
     split: str = "train",
     reduce: Literal["flatten", "avgpool"] = "flatten",
     device: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Any:
-    """Extract (or reuse) embeddings of ``layer`` (penultimate by default) for ``split``."""
+    """Extract (or reuse) embeddings of ``layer`` (penultimate by default) for ``split``.
+
+    ``engine="ray"`` runs the extraction on a Ray cluster (``ray_address``, or a local one); both
+    engines write and reuse the same cache, so the result is the same either way.
+    """
     from thresher.embed import cached_extract, default_layer
     from thresher.models import model_spec
 
-    net = run_model(run)
-    ds = run_dataset(run, split)
-    spec = model_spec(run.config["model"]["name"])
-    name = layer or default_layer(net, spec.feature_layer, input_shape=run_input_shape(run, ds))
-    emb = cached_extract(
-        run, net, ds, layer=name, transform=run_transform(run), reduce=reduce, device=device
-    )
+    if engine != "local":
+        from thresher.distributed import embed_run_on, get_engine
+
+        with get_engine(engine, address=ray_address) as eng:
+            emb = embed_run_on(eng, run, layer=layer, split=split, reduce=reduce, device=device)
+    else:
+        net = run_model(run)
+        ds = run_dataset(run, split)
+        spec = model_spec(run.config["model"]["name"])
+        shape = run_input_shape(run, ds)
+        name = layer or default_layer(net, spec.feature_layer, input_shape=shape)
+        emb = cached_extract(
+            run, net, ds, layer=name, transform=run_transform(run), reduce=reduce, device=device
+        )
+    name = emb.layer
     steps = run.manifest["steps"].get("embed", {})
     steps[f"{split}:{name}:{reduce}"] = {
         "layer": name,
@@ -275,13 +289,26 @@ def evaluate_run(
     epochs: int | None = None,
     device: str | None = None,
     name: str = "subset",
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Any:
-    """Retrain the run's architecture on a subset of its training split with ``seeds`` seeds."""
+    """Retrain the run's architecture on a subset of its training split with ``seeds`` seeds.
+
+    ``engine="ray"`` trains the seeds as parallel Ray tasks; the tables are the same.
+    """
     from thresher.evaluate import evaluate
     from thresher.train import Recipe
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if engine != "local":
+        from thresher.distributed import evaluate_subsets_run, get_engine
+
+        with get_engine(engine, address=ray_address) as eng:
+            done = evaluate_subsets_run(
+                eng, run, {name: subset_ids}, seeds=seeds, epochs=epochs, device=device
+            )
+        return done[name]
     cfg = run.config
     rec = Recipe.from_dict(cfg["recipe"])
     if epochs is not None:

@@ -34,6 +34,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA if present).")
 ]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="local (this process) or ray (needs the ray extra).")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="A running Ray cluster (default: start a local one)."),
+]
 
 
 def _print_json(obj: Any) -> None:
@@ -241,6 +248,8 @@ def embed_cmd(
     split: Annotated[str, typer.Option(help="train or test.")] = "train",
     reduce: Annotated[str, typer.Option(help="flatten or avgpool for 4-D maps.")] = "flatten",
     device: DeviceOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Extract (and cache) the embeddings of one layer for every sample of a split."""
@@ -250,7 +259,15 @@ def embed_cmd(
     if reduce not in ("flatten", "avgpool"):
         raise ConfigError(f"--reduce must be flatten or avgpool, got {reduce!r}")
     mode: Literal["flatten", "avgpool"] = "flatten" if reduce == "flatten" else "avgpool"
-    emb = embed_run(open_run(run_dir), layer=layer, split=split, reduce=mode, device=device)
+    emb = embed_run(
+        open_run(run_dir),
+        layer=layer,
+        split=split,
+        reduce=mode,
+        device=device,
+        engine=engine,
+        ray_address=ray_address,
+    )
     info = {
         "layer": emb.layer,
         "split": split,
@@ -270,25 +287,47 @@ def embed_cmd(
 def evaluate_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     subset: Annotated[
-        Path | None, typer.Option(help="Ids to keep (txt/csv/json/parquet); default all.")
+        str | None,
+        typer.Option(
+            help="Ids to keep (txt/csv/json/parquet file), or `cutoff`: the reduction's cutoff "
+            "subset against T and a balanced subset of its size (LRP-GUS Tables 4-5)."
+        ),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Models to train (seeds 0..N-1).")] = 5,
     epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
     device: DeviceOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Retrain the run's model on a subset with N seeds: accuracy and per-class F1, mean +- std."""
     from thresher.runs import evaluate_run, open_run
     from thresher.store import read_ids
 
-    ids = read_ids(subset) if subset is not None else None
+    if subset == "cutoff":
+        from thresher.reduce.workflow import evaluate_cutoff, format_cutoff_table
+
+        cut = evaluate_cutoff(open_run(run_dir), seeds=seeds, epochs=epochs, device=device)
+        if as_json:
+            _print_json(cut.to_dict())
+            return
+        rows = format_cutoff_table(cut)
+        grid = Table(*rows[0], title=f"T, T_c and T_c(bal), {seeds} models each")
+        for row in rows[1:]:
+            grid.add_row(*row)
+        out.print(grid)
+        return
+    path = Path(subset) if subset is not None else None
+    ids = read_ids(path) if path is not None else None
     res = evaluate_run(
         open_run(run_dir),
         subset_ids=ids,
         seeds=seeds,
         epochs=epochs,
         device=device,
-        name=subset.stem if subset else "full",
+        name=path.stem if path else "full",
+        engine=engine,
+        ray_address=ray_address,
     )
     if as_json:
         _print_json(res.to_dict())
@@ -333,6 +372,10 @@ def filter_cmd(
 
     if baseline is not None and keep is None:
         raise ConfigError("--baseline needs --keep PCT (the percentage of the data to keep)")
+    if keep is not None and baseline is None:
+        raise ConfigError(
+            "--keep applies to --baseline only; add --baseline random|uniqueness or drop --keep"
+        )
     if keep is not None and not 0.0 < keep <= 100.0:
         raise ConfigError(f"--keep must be a percentage in (0, 100], got {keep:g}")
     settings = FilterSettings(
@@ -396,6 +439,8 @@ def compare_cmd(
         typer.Option(help="Near-duplicate algorithm of the filter methods: exact, scalable, auto."),
     ] = "auto",
     device: DeviceOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Retrain models on each method's subset at each kept share (the thesis's Table 1)."""
@@ -416,6 +461,8 @@ def compare_cmd(
         epochs=epochs,
         per_class=per_class,
         filter_method=filter_method,
+        engine=engine,
+        ray_address=ray_address,
         device=device,
         progress=None if as_json else (lambda msg: err.print(f"training on {msg}")),
     )
@@ -469,5 +516,6 @@ def main() -> None:
 
 # Each product area's commands live in their own module (``thresher.cli.<area>``); importing one
 # registers its commands on ``app``. Keep these imports last: the modules use the names above.
-from thresher.cli import webapp as _webapp  # noqa: E402,F401
+from thresher.cli import diagnose as _diagnose  # noqa: E402,F401
 from thresher.cli import reduce as _reduce  # noqa: E402,F401
+from thresher.cli import webapp as _webapp  # noqa: E402,F401

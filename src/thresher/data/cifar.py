@@ -82,6 +82,19 @@ def _strings(values: Any) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
+def _names(values: Any, key: str, path: Path) -> list[str]:
+    """A list of names (class names, file names); anything else is a damaged file."""
+    try:
+        if isinstance(values, str | bytes) or np.ndim(values) != 1:
+            raise TypeError(f"not a list but {type(values).__name__}")
+        return _strings(values)
+    except (TypeError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+        raise DataError(
+            f"{path}: {key!r} should be a list of names ({err}); the file is corrupt or not a "
+            "CIFAR batch: download it again"
+        ) from None
+
+
 def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
     if key not in batch:
         raise DataError(
@@ -92,13 +105,30 @@ def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
 
 
 def _images(batch: dict[str, Any], path: Path) -> np.ndarray:
-    data = np.asarray(_field(batch, "data", path))
+    try:
+        data = np.asarray(_field(batch, "data", path))
+    except ValueError:  # ragged nested lists cannot form one array
+        data = np.empty(0, dtype=object)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(
             f"{path}: 'data' should be (N, 3072) uint8, got {data.shape} {data.dtype}; "
             "the file is corrupt or not a CIFAR batch"
         )
     return data.reshape(-1, 3, 32, 32)
+
+
+def _labels(batch: dict[str, Any], key: str, path: Path) -> np.ndarray:
+    """The label entry as integers; anything else (floats, strings, None) is a damaged file."""
+    try:
+        labels = np.asarray(_field(batch, key, path))
+    except ValueError:  # ragged nested lists
+        labels = np.empty(0, dtype=object)
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{path}: {key!r} should hold integer class indices, got {labels.dtype}; "
+            "the file is corrupt or not a CIFAR batch: download it again"
+        )
+    return labels
 
 
 CIFAR10_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -119,16 +149,16 @@ def _assemble(
     for path in files:
         batch = read_batch(path)
         batch_images = _images(batch, path)
-        batch_labels = np.asarray(_field(batch, label_key, path))
+        batch_labels = _labels(batch, label_key, path)
         if batch_labels.shape != (len(batch_images),):
             raise DataError(
-                f"{path}: {len(batch_images)} images but {batch_labels.size} {label_key}; "
+                f"{path}: {len(batch_images)} images but {label_key} of shape {batch_labels.shape}; "
                 "the file is corrupt: download it again"
             )
         images.append(batch_images)
         labels.append(batch_labels.astype(np.int64))
         names = batch.get("filenames")
-        filenames.append(_strings(names) if names is not None else None)
+        filenames.append(_names(names, "filenames", path) if names is not None else None)
     all_images = np.concatenate(images)
     all_labels = np.concatenate(labels)
     n = len(all_images)
@@ -190,7 +220,9 @@ def load_cifar10(
     d = Path(folder)
     files = _split_files(d, CIFAR10_FILES, split)
     meta = read_batch(d / "batches.meta")
-    classes = tuple(_strings(_field(meta, "label_names", d / "batches.meta")))
+    classes = tuple(
+        _names(_field(meta, "label_names", d / "batches.meta"), "label_names", d / "batches.meta")
+    )
     return _assemble(
         dataset="cifar10",
         split=split,
@@ -222,7 +254,8 @@ def load_cifar100(
     files = _split_files(d, CIFAR100_FILES, split)
     meta = read_batch(d / "meta")
     kind = "coarse" if coarse else "fine"
-    classes = tuple(_strings(_field(meta, f"{kind}_label_names", d / "meta")))
+    key = f"{kind}_label_names"
+    classes = tuple(_names(_field(meta, key, d / "meta"), key, d / "meta"))
     return _assemble(
         dataset="cifar100",
         split=split,

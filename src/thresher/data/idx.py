@@ -50,6 +50,8 @@ SPLIT_PREFIX: dict[str, str] = {"train": "train", "test": "t10k"}
 """Split name -> file-name prefix of the original distribution."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# numpy arrays have at most 64 dimensions; a header claiming more is damage, not data
+MAX_IDX_DIMS = 32
 
 
 def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -85,7 +87,7 @@ def parse_idx(data: bytes, *, path: str | os.PathLike[str] = "<bytes>") -> np.nd
         )
     dtype, ndim = IDX_DTYPES[data[2]], data[3]
     header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
+    if ndim == 0 or ndim > MAX_IDX_DIMS or len(data) < header:
         raise DataError(
             f"{path} is truncated or corrupt (header cut short); delete it and download it again"
         )

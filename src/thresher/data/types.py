@@ -128,7 +128,7 @@ class ImageDataset:
         if missing.any():
             raise DataError(
                 f"{self.name}: {int(missing.sum())} id(s) not in the data set, e.g. "
-                f"{ids[missing][0]!r}; the subset must come from this data set"
+                f"{str(ids[missing][0])!r}; the subset must come from this data set"
             )
         return found
 

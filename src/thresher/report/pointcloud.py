@@ -125,7 +125,9 @@ def to_plotly(cloud: PointCloud, *, title: str = "Thresher: what was removed and
 
 def save_html(cloud: PointCloud, path: str | os.PathLike[str], **kw: Any) -> Path:
     """Write a self-contained interactive HTML page (plotly.js inlined: works offline)."""
-    html = to_plotly(cloud, **kw).to_html(include_plotlyjs=True, full_html=True)
+    # A fixed div id (plotly's default is random): the same data give the same file.
+    figure = to_plotly(cloud, **kw)
+    html = figure.to_html(include_plotlyjs=True, full_html=True, div_id="thresher-cloud")
     atomic_write_text(path, html)
     return Path(path)
 

@@ -66,7 +66,12 @@ def materialise(
         raise RunError(f"{target} exists and is not empty; choose a new output folder")
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as err:
+        raise RunError(
+            f"cannot create {target}: {err.strerror or err}; choose a writable output directory"
+        ) from err
     try:
         if mode == "symlink":
             _link_files(ds, idx, staging)
@@ -75,6 +80,12 @@ def materialise(
         if target.exists():
             target.rmdir()
         staging.rename(target)
+    except OSError as err:  # a full disk or a folder made read-only while copying
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RunError(
+            f"writing {target} failed: {err.strerror or err}; check free disk space and "
+            "permissions, then export again"
+        ) from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -112,6 +112,14 @@ def train_many(
         for i in range(len(seeds))
     ]
     use_stack = stack_by_default(dev) if stack == "auto" else bool(stack)
+    if use_stack and recipe_.loss != "ce":
+        # The stacked path trains with cross-entropy only; LDAM-DRW needs per-model criteria.
+        if stack is True:
+            raise ConfigError(
+                f"stacked training supports the 'ce' loss only, not {recipe_.loss!r}; "
+                "pass stack=False or stack='auto'"
+            )
+        use_stack = False
     if use_stack and len(seeds) > 1:
         try:
             return _train_stacked(

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from thresher.data.types import ImageDataset
@@ -26,6 +25,7 @@ from thresher.errors import ConfigError, DataError
 from thresher.models import InputTransform, create_model, model_spec, transform_for
 from thresher.progress import track
 from thresher.train.augment import augment_batch
+from thresher.train.losses import make_criterion
 from thresher.train.recipes import Recipe, get_recipe
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -152,6 +152,37 @@ def build_model(model: ModelLike, *, seed: int, num_classes: int, in_channels: i
     )
 
 
+def check_model_fits(
+    net: nn.Module, transform: Transform, train: ImageDataset, *, device: torch.device
+) -> None:
+    """One image through ``net`` (eval mode, no RNG drawn): a model built for other channels,
+    sizes or classes fails here with a ModelError instead of a torch traceback mid-training."""
+    from thresher.errors import ModelError
+
+    shape = tuple(train.images.shape[1:])
+    was_training = net.training
+    try:
+        with torch.inference_mode():
+            net.eval()
+            logits = net(transform(images_to_device(train.images[:1], device)))
+    except (RuntimeError, ValueError, TypeError) as err:
+        reason = " ".join(str(err).split())  # torch messages may span lines; ours is one
+        raise ModelError(
+            f"the model cannot take {train.name}'s images of shape {shape} ({reason}); build it "
+            f"with in_channels={train.channels} for this input size, or pick another model"
+        ) from err
+    finally:
+        net.train(was_training)
+    if not isinstance(logits, torch.Tensor):
+        return  # a model returning several outputs: the training loss will say what it needs
+    width = logits.shape[-1] if logits.ndim == 2 else None
+    if width != train.num_classes:
+        raise ModelError(
+            f"the model outputs {tuple(logits.shape)} logits but {train.name} has "
+            f"{train.num_classes} classes; build it with num_classes={train.num_classes}"
+        )
+
+
 def model_name_of(model: ModelLike) -> str | None:
     return model if isinstance(model, str) else None
 
@@ -259,6 +290,7 @@ def fit(
     tf = resolve_transform(model, transform)
     net = build_model(model, seed=seed, num_classes=train.num_classes, in_channels=train.channels)
     net.to(dev).train()
+    check_model_fits(net, tf, train, device=dev)
 
     x_dev = images_to_device(train.images[idx], dev)
     y_dev = torch.from_numpy(labels[idx]).to(dev)
@@ -266,6 +298,8 @@ def fit(
     gen = data_generator(seed, dev)
     bounds = batch_bounds(n, recipe_.batch_size)
     optimizer = recipe_.make_optimizer(net.parameters())
+    counts = np.bincount(labels[idx], minlength=train.num_classes)
+    criterion = make_criterion(recipe_, class_counts=counts, device=dev)
     history: list[EpochStats] = []
     step = 0
     # Dropout draws from the global RNG: seed it for this run, then restore the caller's state.
@@ -286,7 +320,7 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 logits = net(tf(xb))
-                loss = F.cross_entropy(logits, yb, label_smoothing=recipe_.label_smoothing)
+                loss = criterion(logits, yb, epoch=epoch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -1,0 +1,197 @@
+"""One self-contained HTML page of a run's diagnostics: every figure (PNG inlined as base64),
+table and prototype stored under ``RUN/diagnose/``; with several runs, side by side.
+
+Sections follow the paper's order; a section whose analysis is stored in none of the runs says
+how to compute it instead of failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from thresher.errors import RunError
+from thresher.store import Run
+
+#: (section id = analysis name, heading, what the paper calls it)
+SECTIONS = (
+    ("accuracy", "Per-class accuracy and imbalance", "Fig. 2"),
+    ("archetypes", "Archetypes: true positives per class and archetype", "Fig. 3"),
+    ("prototypes", "Archetype prototypes", "Fig. 4"),
+    ("adversaries", "Training nearest adversaries vs validation false positives", "Fig. 5"),
+    ("table-ii", "KL divergence of validation false positives", "Table II"),
+    ("top_features", "Top-K feature embeddings and their overlap", "Fig. 6"),
+    ("density", "Feature density of the reference class", "Fig. 10"),
+    ("colours", "Colours that define each class", "Fig. 7"),
+)
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
+td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee}.missing{color:#a33}.note{color:#555;font-size:.9em}
+.cols{display:flex;gap:2em;flex-wrap:wrap}.cols>div{flex:1;min-width:420px}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows[1:]
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _label(run: Run) -> str:
+    recipe = run.config.get("recipe", {})
+    loss = recipe.get("loss", "ce")
+    drw = recipe.get("drw_epoch")
+    suffix = f"{loss}" + ("-drw" if drw else "")
+    return f"{run.path.name} ({run.config.get('model', {}).get('name', '?')}, {suffix})"
+
+
+def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
+    """The HTML page (a string) for ``runs`` (one, or several side by side).
+
+    Raises
+    ------
+    RunError
+        no run given, or none of them has any stored diagnostics.
+    """
+    from thresher.diagnose.workflow import load_prototypes, load_result, stored_analyses
+    from thresher.report.diagnose_figures import figure_for, png_bytes, prototypes_figure
+
+    if not runs:
+        raise RunError("a report needs at least one run directory")
+    stored = {id(r): stored_analyses(r) for r in runs}
+    if not any(stored.values()):
+        raise RunError(
+            f"{runs[0].path} has no diagnostics; run `thresher diagnose {runs[0].path}` first"
+        )
+    labels = [_label(r) for r in runs]
+    results: dict[str, list[tuple[str, Any]]] = {}
+    for run, label in zip(runs, labels, strict=True):
+        for name in stored[id(run)]:
+            results.setdefault(name, []).append((label, load_result(run, name)))
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title or 'Thresher diagnostics')}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title or 'Thresher diagnostics')}</h1>",
+        "<p class='note'>Imbalanced-data diagnostics after Dablain et al., "
+        "<i>Interpretable ML for Imbalanced Data</i>. Runs: "
+        + ", ".join(html.escape(lb) for lb in labels)
+        + "</p>",
+        "<nav><ul>"
+        + "".join(f"<li><a href='#{sid}'>{html.escape(h)} ({p})</a></li>" for sid, h, p in SECTIONS)
+        + "</ul></nav>",
+    ]
+    for sid, heading, paper in SECTIONS:
+        parts.append(
+            f"<section id='{sid}'><h2>{html.escape(heading)} <small>({paper})</small></h2>"
+        )
+        parts.append(
+            _section(
+                sid,
+                results,
+                runs,
+                labels,
+                figure_for,
+                png_bytes,
+                prototypes_figure,
+                load_prototypes,
+            )
+        )
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _missing(name: str) -> str:
+    return (
+        f"<p class='missing'>Not computed: run <code>thresher diagnose RUN --only {name}</code>."
+        "</p>"
+    )
+
+
+def _section(
+    sid: str,
+    results: dict[str, list[tuple[str, Any]]],
+    runs: Sequence[Run],
+    labels: list[str],
+    figure_for: Any,
+    png_bytes: Any,
+    prototypes_figure: Any,
+    load_prototypes: Any,
+) -> str:
+    if sid == "prototypes":
+        items = results.get("archetypes")
+        if not items:
+            return _missing("archetypes")
+        cols = []
+        for run, label in zip(runs, labels, strict=True):
+            res = dict(items).get(label)
+            images = load_prototypes(run)
+            if res is None or images is None:
+                continue
+            png = png_bytes(prototypes_figure(label, res, images))
+            cols.append(f"<div>{_img(png, f'prototypes {label}')}</div>")
+        return f"<div class='cols'>{''.join(cols)}</div>" if cols else _missing("archetypes")
+    if sid == "table-ii":
+        items = results.get("adversaries")
+        if not items:
+            return _missing("adversaries")
+        rows = [["run", "NNB KLD", "FDR KLD", "Random KLD", "NNB: Random factor"]]
+        for label, res in items:
+            t = res.table_ii
+            rows.append(
+                [label]
+                + [f"{t[m]:.4f}" for m in ("nnb", "fdr", "random")]
+                + [f"{t['random_over_nnb']:.3f}"]
+            )
+        rows.append(["paper, CIFAR-10 (ResNet-32, 100:1)", "0.5561", "0.5157", "4.535", "8.155"])
+        per_class = "".join(
+            f"<div><h3>{html.escape(label)}</h3>{_table(res.table())}</div>" for label, res in items
+        )
+        return (
+            _table(rows)
+            + "<p class='note'>Mean over reference classes with validation false positives of "
+            "KL(validation FP distribution || forecast); see docs/diagnostics.md.</p>"
+            + f"<div class='cols'>{per_class}</div>"
+        )
+    items = results.get(sid)
+    if not items:
+        return _missing(sid)
+    png = png_bytes(figure_for(sid, items))
+    tables = "".join(
+        f"<div><h3>{html.escape(label)}</h3>{_table(res.table())}</div>" for label, res in items
+    )
+    return _img(png, sid) + f"<div class='cols'>{tables}</div>"
+
+
+def write_report(
+    runs: Sequence[Run], *, out: str | os.PathLike[str] | None = None, title: str | None = None
+) -> Path:
+    """Write the page to ``out`` (default ``RUN/diagnose/report.html`` of the first run)."""
+    from thresher.store import atomic_path
+
+    text = build_report(runs, title=title)
+    path = Path(out) if out is not None else runs[0].file("diagnose/report.html")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,102 @@
+"""``thresher diagnose`` / ``thresher report``: bad input in a second, a real run end to end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from thresher.diagnose import archetypes, nearest_adversaries, top_features
+from thresher.diagnose.workflow import load_result, save_result
+from thresher.report.html import SECTIONS, build_report
+from thresher.store import Run
+
+Cli = Callable[[list[str]], tuple[int, str, str]]
+
+
+def _fake_run(path: Path, *, trained: bool = True) -> Run:
+    run = Run.create(
+        path,
+        config={"classes": ["a", "b", "c"], "model": {"name": "mnist_lenet"}, "recipe": {}},
+    )
+    if trained:
+        run.record_step("train", {})
+    return run
+
+
+def test_unknown_analysis_is_refused_with_the_valid_names(tmp_path: Path, cli: Cli) -> None:
+    _fake_run(tmp_path / "r")
+    code, _, err = cli(["diagnose", str(tmp_path / "r"), "--only", "archetype"])
+    assert code == 2
+    assert "unknown analysis 'archetype'; did you mean 'archetypes'?" in err
+    assert "accuracy, adversaries, archetypes, colours, density, top_features" in err
+
+
+def test_untrained_run_and_empty_report(tmp_path: Path, cli: Cli) -> None:
+    _fake_run(tmp_path / "r", trained=False)
+    code, _, err = cli(["diagnose", str(tmp_path / "r")])
+    assert code == 2
+    assert "has no trained model; run `thresher train`" in err
+    code, _, err = cli(["report", str(tmp_path / "r")])
+    assert code == 2
+    assert "has no diagnostics; run `thresher diagnose" in err
+
+
+def test_report_works_with_whatever_parts_exist(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.normal(size=(60, 6)) + 3 * np.eye(6)[y]).astype(np.float32)
+    run = _fake_run(tmp_path / "r")
+    arch = archetypes(x, y, predictions=y, k=5, classes=("a", "b", "c"))
+    save_result(run, "archetypes", arch)
+    adv = nearest_adversaries(x, y, np.array([0, 1, 2, 1]), np.array([1, 1, 2, 0]), k=5)
+    save_result(run, "adversaries", adv)
+    save_result(run, "top_features", top_features(x, y, top_k=3))
+    loaded = load_result(run, "archetypes")
+    np.testing.assert_array_equal(loaded.archetype, arch.archetype)
+    assert loaded.ids == arch.ids
+    page = build_report([run])
+    for sid, _, _ in SECTIONS:
+        assert f"<section id='{sid}'>" in page
+    assert "Not computed: run <code>thresher diagnose RUN --only colours</code>" in page
+    assert "0.5561" in page  # the paper's Table II row next to ours
+    assert page.count("data:image/png;base64,") == 3  # archetypes, adversaries, top features
+
+
+@pytest.mark.slow
+def test_train_diagnose_report_end_to_end(tmp_path: Path, cli: Cli) -> None:
+    run = tmp_path / "run"
+    code, _, err = cli(
+        ["train", "digits", "--model", "mnist_lenet", "--out", str(run), "--epochs", "1",
+         "--longtail", "10", "--json"]
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = cli(["diagnose", str(run), "--k", "5", "--top-k", "10", "--json"])
+    assert code == 0, err
+    info = json.loads(out)
+    assert set(info["analyses"]) == {
+        "accuracy", "archetypes", "adversaries", "top_features", "density", "colours"
+    }  # fmt: skip
+    assert info["analyses"]["accuracy"]["imbalance_ratio"] == pytest.approx(10, rel=0.1)
+    assert set(info["analyses"]["adversaries"]["table_ii"]) >= {"nnb", "fdr", "random"}
+    for name in info["analyses"]:
+        assert (run / "diagnose" / name / "result.json").is_file()
+        assert (run / "diagnose" / name / "figure.png").stat().st_size > 1000
+    assert (run / "diagnose" / "archetypes" / "items.parquet").is_file()
+    protos = np.load(run / "diagnose" / "archetypes" / "prototypes.npy")
+    assert protos.shape[:2] == (10, 4)
+    code, out, err = cli(["diagnose", str(run), "--only", "density", "--reference", "3", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["analyses"]["density"]["reference"] == "3"
+    page_path = tmp_path / "report.html"
+    code, _, err = cli(["report", str(run), "--out", str(page_path), "--compare", str(run)])
+    assert code == 0, err
+    page = page_path.read_text()
+    for sid, _, _ in SECTIONS:
+        assert f"<section id='{sid}'>" in page
+    assert "Not computed" not in page
+    assert page.count("data:image/png;base64,") >= 7
+    assert 'src="http' not in page  # self-contained

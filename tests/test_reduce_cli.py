@@ -1,0 +1,90 @@
+"""End to end on real MNIST through the CLI: reduce, resume, explain, evaluate_cutoff."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+CliResult = tuple[int, str, str]
+
+
+@pytest.mark.slow
+def test_reduce_end_to_end_on_mnist(
+    cli: Callable[[list[str]], CliResult], data_root: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    root = ["--root", str(data_root)]
+    code, _, err = cli(
+        [
+            "train",
+            "mnist",
+            "--model",
+            "mnist_lenet",
+            "--out",
+            str(run),
+            "--limit",
+            "300",
+            "--epochs",
+            "1",
+            *root,
+        ]
+    )
+    assert code == 0, err
+    args = ["reduce", str(run), "--p0", "10", "--iterations", "3", "--epochs", "1"]
+    code, out, err = cli([*args, "--json"])
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["iterations"] == 3
+    assert info["stop_reason"] == "nmax"
+    cut = info["cutoff"]
+    assert sum(cut["counts"]) == cut["size"]
+    assert 0 < cut["compression"] < 1
+    assert 0 <= info["reference_accuracy"] <= 1
+    for name in (
+        "trace.parquet",
+        "state.json",
+        "cutoff.json",
+        "cutoff_ids.txt",
+        "fig_accuracy_compression.png",
+        "fig_f1_counts.png",
+    ):
+        assert (run / "reduce" / name).is_file(), name
+    ids = (run / "reduce" / "cutoff_ids.txt").read_text().split()
+    assert len(ids) == cut["size"]
+
+    # a second search into the same run needs --resume or --restart
+    code, _, err = cli(args)
+    assert code == 2
+    assert "--resume" in err
+    # resuming with a larger Nmax runs only the missing iteration
+    code, out, err = cli([*args[:-4], "--iterations", "4", "--epochs", "1", "--resume", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["iterations"] == 4
+    ids = (run / "reduce" / "cutoff_ids.txt").read_text().split()
+
+    # bad input: one clear line, exit 2
+    code, _, err = cli(["reduce", str(run), "--p0", "5000", "--restart"])
+    assert code == 2
+    assert "p0 = 5000 is larger than class" in err
+    code, _, err = cli(["reduce", str(run), "--down", "1.5", "--restart"])
+    assert code == 2
+    assert "down must be a fraction" in err
+    assert (run / "reduce" / "state.json").is_file()  # a refused restart discards nothing
+
+    png = tmp_path / "fig1.png"
+    code, out, err = cli(["explain", str(run), "--index", "3", "--out", str(png), "--json"])
+    assert code == 0, err
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+    from thresher.reduce.workflow import evaluate_cutoff
+    from thresher.runs import open_run
+
+    table = evaluate_cutoff(open_run(run), seeds=2, epochs=1)
+    rows = table.rows()
+    assert [r["dataset"] for r in rows] == ["T", "T_c", "T_c(bal)"]
+    assert rows[1]["size"] == rows[2]["size"] == len(ids)
+    assert max(rows[2]["class_counts"]) - min(rows[2]["class_counts"]) <= 1
+    assert rows[0]["compression"] == 0

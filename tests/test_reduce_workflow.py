@@ -1,0 +1,130 @@
+"""``reduce_run`` over a run directory with a mocked scorer: files, cutoff ids, resume rules."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from thresher.errors import ConfigError, RunError
+from thresher.reduce import Score, SearchSettings
+from thresher.reduce.workflow import (
+    ReduceSettings,
+    load_reduction,
+    load_trace,
+    reduce_run,
+    search_pool,
+)
+from thresher.runs import DataSpec, open_run, run_dataset
+from thresher.store import Run, read_ids
+from thresher.train import Recipe
+
+CLASSES = ("ant", "bee", "cat")
+
+
+def image_folder(root: Path, per_class: int = 30) -> Path:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("test", 5)):
+        for c in CLASSES:
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (12, 12), dtype=np.uint8)
+                Image.fromarray(pixels).save(d / f"{i:03d}.png")
+    return root
+
+
+def make_run(tmp_path: Path) -> Run:
+    data = image_folder(tmp_path / "data")
+    return Run.create(
+        tmp_path / "run",
+        config={
+            "data": asdict(DataSpec(name=str(data)).resolved()),
+            "model": {"name": "mnist_lenet", "num_classes": 3, "in_channels": 1},
+            "classes": list(CLASSES),
+            "recipe": Recipe(name="paper-mnist").to_dict(),
+            "seed": 0,
+        },
+    )
+
+
+class CountScorer:
+    """f_j = -(j + 1) / count_j; accuracy falls as the subset shrinks."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+        self.calls = 0
+
+    def __call__(self, positions: np.ndarray, *, seed: int, relevance: bool) -> Score:
+        self.calls += 1
+        counts = np.bincount(self.labels[positions], minlength=3)
+        f = -np.arange(1, 4) / counts if relevance else None
+        return Score(accuracy=len(positions) / len(self.labels), f1=np.full(3, 0.5), f=f)
+
+
+def test_reduce_run_stores_trace_cutoff_and_ids(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    settings = ReduceSettings(search=SearchSettings(p0=20, iterations=6, lim=0.4))
+    train = run_dataset(run, "train")
+
+    t, val, _pool = search_pool(run, settings)
+    assert len(t) + len(val) == len(train) == 90
+    assert len(np.intersect1d(t.ids, val.ids)) == 0
+    pool_labels = t.labels
+    scorer = CountScorer(pool_labels)
+    res = reduce_run(run, settings, scorer=scorer)
+    assert len(res.trace.records) == 6
+    assert scorer.calls == 1 + 2 * 6  # the full-T reference, then model + baseline per iteration
+    assert res.reference_accuracy == 1.0
+    # accuracy = size / |T|: the drop rule keeps iterations with size >= 0.97 |T|: none here
+    # after iteration 0 (60 of 81 images), so i_c = 0
+    assert res.cutoff.rule == "drop:0.03"
+    assert res.cutoff.iteration == 0
+    ids = read_ids(run.file("reduce/cutoff_ids.txt"))
+    assert len(ids) == res.cutoff.size == 60
+    assert set(ids) <= set(t.ids)
+    counts = np.bincount(t.labels[np.isin(t.ids, ids)], minlength=3)
+    assert tuple(counts) == res.cutoff.counts
+    stored = load_reduction(run)
+    assert set(stored["cutoffs"]) == {"drop", "knee"}
+    trace = load_trace(run)
+    assert [r.to_dict() for r in trace.records] == [r.to_dict() for r in res.trace.records]
+    assert trace.class_sizes == res.trace.class_sizes
+    assert "reduce" in open_run(run.path).manifest["steps"]
+
+    with pytest.raises(RunError, match="--resume to continue it or --restart"):
+        reduce_run(run, settings, scorer=CountScorer(pool_labels))
+    again = CountScorer(pool_labels)
+    resumed = reduce_run(run, settings, resume=True, scorer=again)
+    assert again.calls == 0  # finished and reference reused: nothing retrained
+    assert resumed.cutoff == res.cutoff
+    other = ReduceSettings(search=SearchSettings(p0=20, iterations=6, lim=0.3))
+    with pytest.raises(RunError, match=r"other settings \(lim\)"):
+        reduce_run(run, other, resume=True, scorer=CountScorer(pool_labels))
+    with pytest.raises(ConfigError, match="p0 = 50 is larger than class"):
+        reduce_run(
+            run,
+            ReduceSettings(search=SearchSettings(p0=50)),
+            restart=True,
+            scorer=CountScorer(pool_labels),
+        )
+    assert run.exists("reduce/state.json")  # the refused restart discarded nothing
+    knee = reduce_run(
+        run,
+        ReduceSettings(search=SearchSettings(p0=20, iterations=6, lim=0.4), cutoff="knee"),
+        restart=True,
+        scorer=CountScorer(pool_labels),
+    )
+    assert knee.cutoff.rule == "knee"
+
+
+def test_reduce_settings_refuse_bad_values() -> None:
+    with pytest.raises(ConfigError, match="unknown cutoff"):
+        ReduceSettings(cutoff="elbow")
+    with pytest.raises(ConfigError, match="eval_on must be"):
+        ReduceSettings(eval_on="train")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="val_fraction must be in"):
+        ReduceSettings(val_fraction=1.0)
