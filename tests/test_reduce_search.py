@@ -376,7 +376,6 @@ run_search(LABELS, num_classes=4, settings=s, scorer=Slow(),
 """
 
 
-@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_identical_trace(tmp_path: Path) -> None:
     import signal
     import subprocess

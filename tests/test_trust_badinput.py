@@ -972,8 +972,104 @@ CLI = [
     ),
 ]
 
+# --- diagnose, reduce, explain, report, app ----------------------------------------------------
+DIAGNOSE_REDUCE = [
+    Case(
+        "cli-diagnose-unknown-analysis",
+        _cli("diagnose", "{run}", "--only", "colourz"),
+        None,
+        ("unknown analysis 'colourz'", "did you mean 'colours'"),
+    ),
+    Case("cli-diagnose-k-zero", _cli("diagnose", "{run}", "--k", "0"), None, ("k must be",)),
+    Case(
+        "cli-diagnose-class-smaller-than-k-plus-1",
+        _cli("diagnose", "{run}", "--k", "30", "--only", "archetypes"),
+        None,
+        ("fewer than k + 1 = 31", "lower --k to at most"),
+    ),
+    Case(
+        "cli-diagnose-unknown-reference-class",
+        _cli("diagnose", "{run}", "--reference", "zebra", "--only", "density"),
+        None,
+        ("unknown reference class 'zebra'", "use one of 0, 1"),
+    ),
+    Case(
+        "cli-report-without-diagnostics",
+        _cli("report", "{run}"),
+        None,
+        ("has no diagnostics", "thresher diagnose"),
+    ),
+    Case(
+        "cli-reduce-p0-larger-than-a-class",
+        _cli("reduce", "{run}", "--p0", "5000"),
+        None,
+        ("p0 = 5000 is larger than class", "lower --p0 to at most"),
+    ),
+    Case(
+        "cli-reduce-down-out-of-range",
+        _cli("reduce", "{run}", "--p0", "5", "--down", "1.0"),
+        None,
+        ("down must be a fraction in (0, 1), got 1.0",),
+    ),
+    Case(
+        "cli-reduce-up-out-of-range",
+        _cli("reduce", "{run}", "--p0", "5", "--up", "-0.5"),
+        None,
+        ("up must be",),
+    ),
+    Case(
+        "cli-reduce-lim-out-of-range",
+        _cli("reduce", "{run}", "--p0", "5", "--lim", "-0.1"),
+        None,
+        ("lim must be a fraction in [0, 1], got -0.1",),
+    ),
+    Case(
+        "cli-reduce-bad-cutoff",
+        _cli("reduce", "{run}", "--p0", "5", "--cutoff", "drop:abc"),
+        None,
+        ("--cutoff drop:X needs a number, got 'drop:abc'",),
+    ),
+    Case(
+        "cli-reduce-unknown-constraint",
+        _cli("reduce", "{run}", "--p0", "5", "--constraint", "wide"),
+        None,
+        ("--constraint must be lower or band, got 'wide'",),
+    ),
+    Case(
+        "cli-reduce-zero-iterations",
+        _cli("reduce", "{run}", "--p0", "5", "--iterations", "0"),
+        None,
+        ("iterations (Nmax) must be >= 1, got 0",),
+    ),
+    Case(
+        "cli-evaluate-cutoff-without-reduction",
+        _cli("evaluate", "{run}", "--subset", "cutoff"),
+        None,
+        ("has no reduction", "thresher reduce"),
+    ),
+    Case(
+        "cli-explain-index-out-of-range",
+        _cli("explain", "{run}", "--index", "99999", "--out", "{out}/map.png"),
+        None,
+        ("--index must be in [0, 200), got 99999",),
+    ),
+    Case(
+        "cli-app-not-a-run",
+        _cli("app", "{data}"),
+        None,
+        ("is not a Thresher run (no manifest.json)", "thresher train"),
+    ),
+    Case(
+        "cli-engine-unknown",
+        _cli("embed", "{run}", "--engine", "spark"),
+        None,
+        ("unknown engine 'spark'",),
+    ),
+]
+
 CASES = (
-    LOADER_IDX
+    DIAGNOSE_REDUCE
+    + LOADER_IDX
     + LOADER_CIFAR
     + LOADER_FOLDER
     + MODELS_LAYERS

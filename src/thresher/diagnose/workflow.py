@@ -19,7 +19,7 @@ import numpy as np
 from thresher.diagnose.accuracy import ClassAccuracyResult, class_accuracy
 from thresher.diagnose.adversaries import AdversaryResult, nearest_adversaries
 from thresher.diagnose.archetypes import ARCHETYPES, ArchetypeResult, archetypes
-from thresher.diagnose.checks import check_k, check_reference
+from thresher.diagnose.checks import check_class_sizes, check_k, check_reference
 from thresher.diagnose.colours import ColourResult, class_colours
 from thresher.diagnose.features import (
     FeatureDensityResult,
@@ -228,6 +228,7 @@ def diagnose_run(
     ctx = _Context(
         run, k=k, top_k=top_k, reference=reference, device=device, seed=seed, threads=threads
     )
+    _check_before_work(run, names, k=ctx.k, reference=reference)
     results: dict[str, Any] = {}
     steps = dict(run.manifest["steps"].get(AREA, {}))
     for name in names:
@@ -245,6 +246,22 @@ def diagnose_run(
         steps[name] = {"summary": result.summary(), "k": ctx.k, "top_k": ctx.top_k}
     run.record_step(AREA, steps)
     return results
+
+
+def _check_before_work(
+    run: Run, names: Sequence[str], *, k: int, reference: int | str | None
+) -> None:
+    """Refuse a request that is bound to fail before anything is extracted or written."""
+    from thresher.runs import run_dataset
+
+    needs_sizes = bool({"archetypes", "adversaries"} & set(names))
+    if reference is None and not needs_sizes:
+        return
+    train = run_dataset(run, "train")
+    if reference is not None:
+        check_reference(reference, tuple(train.classes))
+    if needs_sizes and train.labels is not None:
+        check_class_sizes(np.asarray(train.labels), tuple(train.classes), k=k)
 
 
 # --- storage ----------------------------------------------------------------------------------

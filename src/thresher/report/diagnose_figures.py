@@ -82,10 +82,12 @@ def archetypes_figure(items: Items) -> Any:
                 if res.counts[c, a] == 0:
                     ax.text(x, 1, "empty", rotation=90, ha="center", va="bottom", fontsize=6)
         ax.set_xticks(np.arange(order.size), [res.classes[c] for c in order], rotation=45)
-        ax.set_ylim(0, 105)
+        # Head room above 100% keeps the legend off the bars.
+        ax.set_ylim(0, 122)
+        ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel("true positives in group (%)")
         ax.set_title(f"{label}: archetypes (K={res.k})")
-        ax.legend(fontsize=8, ncols=4, loc="lower left")
+        ax.legend(fontsize=8, ncols=4, loc="upper center")
     return fig
 
 
@@ -242,7 +244,7 @@ def density_figure(items: Items) -> Any:
             bottom += vals
         names = [n + ("*" if i == res.reference else "") for i, n in enumerate(res.classes)]
         ax.set_xticks(np.arange(c), names, rotation=45, ha="right")
-        ax.set_ylabel("items with the feature in their top-K / reference items")
+        ax.set_ylabel("items with the feature in top-K / reference size", fontsize=9)
         ax.set_title(
             f"{label}: feature density, reference {res.classes[res.reference]}*", fontsize=10
         )
