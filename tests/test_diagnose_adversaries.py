@@ -31,6 +31,16 @@ def test_kld_smoothing_keeps_disjoint_supports_finite() -> None:
     assert kl_divergence(np.array([3, 1]), np.array([3, 1])) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_kld_does_not_depend_on_the_units_of_the_weights() -> None:
+    # Counts in the hundreds and the same forecast as probabilities score alike, so NNB counts,
+    # 1/FDR weights and random shares are smoothed equally.
+    p = np.array([5.0, 3.0, 0.0, 2.0])
+    q = np.array([300.0, 0.0, 100.0, 600.0])
+    got = kl_divergence(p, q)
+    assert kl_divergence(p, q / q.sum()) == pytest.approx(got, rel=1e-12)
+    assert kl_divergence(10 * p, q) == pytest.approx(got, rel=1e-12)
+
+
 def test_kld_bad_input() -> None:
     with pytest.raises(DataError, match="two vectors of one length"):
         kl_divergence(np.ones(3), np.ones(2))
@@ -83,11 +93,12 @@ def _three_classes() -> tuple[np.ndarray, np.ndarray]:
 
 def test_nearest_adversaries_forecast_beats_random() -> None:
     x, y = _three_classes()
-    # validation: class-1 items predicted as 0 and vice versa; class 2 never confused.
-    vy = np.array([1] * 9 + [0] * 7 + [2] * 10)
-    vp = np.array([0] * 9 + [1] * 7 + [2] * 10)
+    # validation: class-1 items predicted as 0 and vice versa, one class-2 item predicted as 0
+    # (which the far-away class 2's neighbours cannot forecast); nothing predicted as 2.
+    vy = np.array([1] * 9 + [2] + [0] * 7 + [2] * 9)
+    vp = np.array([0] * 9 + [0] + [1] * 7 + [2] * 9)
     res = nearest_adversaries(x, y, vy, vp, k=5, classes=("a", "b", "c"), seed=1)
-    assert res.validation_fp[0].tolist() == [0, 9, 0]
+    assert res.validation_fp[0].tolist() == [0, 9, 1]
     assert res.nnb_counts[0, 1] > 0
     assert res.nnb_counts[0, 2] == 0
     assert np.isnan(res.kld[:, 2]).all()  # no validation FPs for class 2: left out

@@ -117,8 +117,12 @@ def fisher_ratio(values: np.ndarray, labels: np.ndarray, *, num_classes: int) ->
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray, *, eps: float = KLD_EPS) -> float:
-    """``KL(p || q)`` in nats of two non-negative weight vectors, each smoothed by adding
-    ``eps`` to every entry and normalised to sum to 1."""
+    """``KL(p || q)`` in nats of two non-negative weight vectors, each normalised to sum to 1,
+    smoothed by adding ``eps`` to every entry and normalised again.
+
+    Normalising before smoothing makes the score independent of the vectors' units (counts,
+    ``1 / FDR`` weights or probabilities get the same smoothing).
+    """
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     if p.shape != q.shape or p.ndim != 1 or p.size == 0:
@@ -127,9 +131,15 @@ def kl_divergence(p: np.ndarray, q: np.ndarray, *, eps: float = KLD_EPS) -> floa
         raise DataError("KL divergence needs finite non-negative weights; check the counts")
     if not eps > 0:
         raise ConfigError(f"eps must be > 0, got {eps!r}")
-    p = (p + eps) / (p + eps).sum()
-    q = (q + eps) / (q + eps).sum()
+    p = _smoothed_share(p, eps)
+    q = _smoothed_share(q, eps)
     return float(np.sum(p * np.log(p / q)))
+
+
+def _smoothed_share(w: np.ndarray, eps: float) -> np.ndarray:
+    total = w.sum()
+    share = w / total if total > 0 else w
+    return (share + eps) / (share + eps).sum()
 
 
 def _fdr_forecast(fdr_row: np.ndarray) -> np.ndarray:
