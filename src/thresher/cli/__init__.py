@@ -483,12 +483,15 @@ def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo run.")] = Path(
         "runs/demo"
     ),
+    epochs: Annotated[
+        int | None, typer.Option(help="Override the paper recipe's 15 epochs (quicker).")
+    ] = None,
     device: DeviceOpt = None,
 ) -> None:
     """The main job, end to end on scikit-learn's real digits (ships with a dependency)."""
     from thresher.demo import run_demo
 
-    run_demo(out_dir, device=device, echo=out.print)
+    run_demo(out_dir, device=device, epochs=epochs, echo=out.print)
 
 
 def main() -> None:
