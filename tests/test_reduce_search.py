@@ -402,3 +402,11 @@ def test_resume_after_sigkill_gives_the_identical_trace(tmp_path: Path) -> None:
     assert 3 <= stored[0].next_iteration < 40
     resumed = search(s, checkpoint=ckpt)
     assert comparable(resumed) == comparable(search(s))
+
+
+def test_drop_cutoff_says_when_no_iteration_meets_the_rule() -> None:
+    below = choose_cutoff(fake_trace([0.80, 0.79, 0.70], [0.1, 0.2, 0.3]), reference_accuracy=0.95)
+    assert below.iteration == 0
+    assert below.met is False  # 0.80 < 0.95 - 0.03: not a valid cutoff, and flagged as such
+    ok = choose_cutoff(fake_trace([0.95, 0.93, 0.90], [0.1, 0.2, 0.3]), reference_accuracy=0.95)
+    assert (ok.iteration, ok.met) == (1, True)

@@ -33,6 +33,9 @@ class Cutoff:
         size, compression, accuracy: of ``T_c`` (accuracy on the search's evaluation split).
         threshold: the accuracy line (``drop`` only; NaN for ``knee``).
         reference_accuracy: the full-T model's accuracy (NaN when not known).
+        met: whether the subset meets the rule (``drop``: its accuracy is on or above the line).
+            ``False`` when even the first iteration is below the line: the cutoff is then the
+            first iteration, and the summary says so rather than pass it off as a valid cutoff.
     """
 
     rule: str
@@ -43,6 +46,7 @@ class Cutoff:
     accuracy: float
     threshold: float = float("nan")
     reference_accuracy: float = float("nan")
+    met: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +96,7 @@ def choose_cutoff(
         accuracy=rec.accuracy,
         threshold=threshold,
         reference_accuracy=ref,
+        met=bool(name != "drop" or acc[i_c] >= threshold),
     )
 
 

@@ -102,11 +102,17 @@ class ReduceResult:
 
     def summary(self) -> str:
         c = self.cutoff
-        return (
+        text = (
             f"{len(self.trace.records)} iterations ({self.trace.stop_reason}); cutoff {c.rule} "
             f"at iteration {c.iteration}: {c.size} images, r = {100 * c.compression:.2f}%, "
             f"accuracy {100 * c.accuracy:.2f}% (full T {100 * self.reference_accuracy:.2f}%)"
         )
+        if not c.met:
+            text += (
+                "; no iteration met the rule (even the first subset is below the line): "
+                "start from a larger --p0 or use --cutoff knee"
+            )
+        return text
 
 
 def search_pool(run: Run, settings: ReduceSettings) -> tuple[Any, Any, np.ndarray]:
