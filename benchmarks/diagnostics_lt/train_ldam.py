@@ -1,5 +1,10 @@
-"""Fashion-MNIST-LT (100:1, exp) with fmnist_cnn and LDAM-DRW: the paper-fmnist recipe with
-loss="ldam" and deferred re-weighting over the last ~20% of the epochs."""
+"""Train a long-tailed (100:1, exp) run with LDAM-DRW: the model's recipe with loss="ldam" and
+deferred re-weighting over the last ~20% of the epochs.
+
+    python benchmarks/diagnostics_lt/train_ldam.py DATASET MODEL RECIPE OUT EPOCHS
+    e.g. fashion-mnist fmnist_cnn paper-fmnist runs/diag/fmnist_ldam 12
+         cifar10 cifar_small cifar-small runs/diag/cifar_lt_ldam 15
+"""
 
 import sys
 
@@ -7,17 +12,18 @@ from thresher.runs import DataSpec, train_run
 from thresher.train import get_recipe
 from thresher.train.recipes import register_recipe
 
-epochs = int(sys.argv[2])
+dataset, model, recipe, out, epochs_arg = sys.argv[1:6]
+epochs = int(epochs_arg)
 drw_epoch = int(0.8 * epochs) + 1
 rec = register_recipe(
-    get_recipe("paper-fmnist").replace(
-        name="paper-fmnist-ldam-drw", epochs=epochs, loss="ldam", drw_epoch=drw_epoch
+    get_recipe(recipe).replace(
+        name=f"{recipe}-ldam-drw", epochs=epochs, loss="ldam", drw_epoch=drw_epoch
     )
 )
 res = train_run(
-    sys.argv[1],
-    data=DataSpec(name="fashion-mnist", longtail_ratio=100.0, longtail_kind="exp"),
-    model="fmnist_cnn",
+    out,
+    data=DataSpec(name=dataset, longtail_ratio=100.0, longtail_kind="exp"),
+    model=model,
     recipe=rec.name,
     seed=0,
     device="cpu",
