@@ -9,6 +9,11 @@ import pytest
 
 from thresher.errors import ConfigError, DataError
 from thresher.filter import FilterResult, filter_dataset
+from thresher.filter.pipeline import preset
+
+# These synthetic sets plant outliers by Euclidean distance, the thesis's notion: test the
+# thesis preset on them (the default is judged on real planted data, test_filter_planted.py).
+THESIS = preset("thesis")
 
 
 def _dataset(
@@ -31,7 +36,7 @@ def _dataset(
 
 def test_exact_counts_and_planted_items_found() -> None:
     x, labels, copies, sources, outliers = _dataset()
-    res = filter_dataset(x, labels=labels, outliers=0.01, similar=0.03, seed=0)
+    res = filter_dataset(x, labels=labels, outliers=0.01, similar=0.03, seed=0, **THESIS)
     assert res.counts["outlier"] == 10  # ceil(0.01 * 1000)
     assert res.counts["kept"] == 960  # floor(0.96 * 1000)
     assert res.counts["similar"] == 30
@@ -65,9 +70,9 @@ def test_per_class_counts_are_exact() -> None:
     x = rng.normal(size=(1000, 8)).astype(np.float32) + labels[:, None] * 4.0
     res = filter_dataset(x, labels=labels, outliers=0.05, similar=0.10, per_class=True)
     assert res.per_class == {
-        0: {"total": 110, "kept": 94, "outlier": 6, "similar": 10, "other": 0},
-        1: {"total": 290, "kept": 246, "outlier": 14, "similar": 30, "other": 0},
-        2: {"total": 600, "kept": 510, "outlier": 30, "similar": 60, "other": 0},
+        0: {"total": 110, "kept": 94, "outlier": 6, "label": 0, "similar": 10, "other": 0},
+        1: {"total": 290, "kept": 246, "outlier": 14, "label": 0, "similar": 30, "other": 0},
+        2: {"total": 600, "kept": 510, "outlier": 30, "label": 0, "similar": 60, "other": 0},
     }
     # near-duplicates point at a kept item of their own class
     position = {i: k for k, i in enumerate(res.ids)}
@@ -83,7 +88,7 @@ def test_unlabelled_data_filter_and_use_predictions_for_per_class() -> None:
     plain = filter_dataset(x, outliers=0.05, similar=0.05)
     assert plain.labels is None
     assert plain.per_class == {
-        "all": {"total": 600, "kept": 540, "outlier": 30, "similar": 30, "other": 0}
+        "all": {"total": 600, "kept": 540, "outlier": 30, "label": 0, "similar": 30, "other": 0}
     }
     by_pred = filter_dataset(x, predictions=labels, outliers=0.05, similar=0.05, per_class=True)
     assert by_pred.params["label_source"] == "predictions"
@@ -107,8 +112,9 @@ def test_embeddings_object_scalable_route_and_table_round_trip() -> None:
     emb = SimpleNamespace(
         values=x, ids=np.array([f"s{i}" for i in range(800)]), labels=labels, predictions=None
     )
-    exact = filter_dataset(emb, outliers=0.02, similar=0.1, method="exact", outlier_score="knn")
-    scal = filter_dataset(emb, outliers=0.02, similar=0.1, method="scalable", outlier_score="knn")
+    kw = {"per_class": False, "outlier_score": "knn"}
+    exact = filter_dataset(emb, outliers=0.02, similar=0.1, method="exact", **kw)
+    scal = filter_dataset(emb, outliers=0.02, similar=0.1, method="scalable", **kw)
     assert exact.ids[0] == "s0"
     np.testing.assert_array_equal(exact.reason, scal.reason)
     np.testing.assert_array_equal(exact.representative_id, scal.representative_id)
@@ -180,7 +186,7 @@ def test_unusable_shapes_are_refused(x: np.ndarray, message: str) -> None:
 
 def test_too_few_items_for_the_outlier_neighbours() -> None:
     x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
-    with pytest.raises(ConfigError, match="more than k=5 neighbours; lower k"):
+    with pytest.raises(ConfigError, match="more than k=10 neighbours; lower k"):
         filter_dataset(x, outliers=0.25, similar=0.0)
     labels = np.array([0, 0, 0, 1] * 5)
     x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)

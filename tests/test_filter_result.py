@@ -40,20 +40,23 @@ def test_views_counts_and_per_class_table() -> None:
         "total": 5,
         "kept": 3,
         "outlier": 1,
+        "label": 0,
         "similar": 1,
         "random": 0,
         "uniqueness": 0,
     }
     assert r.per_class == {
-        0: {"total": 2, "kept": 1, "outlier": 1, "similar": 0, "other": 0},
-        1: {"total": 3, "kept": 2, "outlier": 0, "similar": 1, "other": 0},
+        0: {"total": 2, "kept": 1, "outlier": 1, "label": 0, "similar": 0, "other": 0},
+        1: {"total": 3, "kept": 2, "outlier": 0, "label": 0, "similar": 1, "other": 0},
     }
     assert r.summary() == "filter: kept 3/5 (60.0%); removed 1 outlier, 1 similar"
 
 
 def test_unlabelled_result_has_one_all_row_and_zero_outlier_scores() -> None:
     r = _result(labels=None, outlier_scores=None)
-    assert r.per_class == {"all": {"total": 5, "kept": 3, "outlier": 1, "similar": 1, "other": 0}}
+    assert r.per_class == {
+        "all": {"total": 5, "kept": 3, "outlier": 1, "label": 0, "similar": 1, "other": 0}
+    }
     assert r.outlier_score.tolist() == [0.0] * 5
 
 
@@ -68,6 +71,7 @@ def test_parquet_round_trip_restores_everything(tmp_path: Path) -> None:
         "representative_id",
         "label",
         "outlier_score",
+        "signal",
     ]
     pq.write_table(table, tmp_path / "filter.parquet")
     back = FilterResult.from_table(pq.read_table(tmp_path / "filter.parquet"))

@@ -17,54 +17,85 @@ import numpy as np
 
 from thresher.errors import ConfigError, RunError
 from thresher.filter import FilterResult, filter_dataset, random_subset, reduce_dims, uniqueness
+from thresher.filter.pipeline import PRESETS, preset
 from thresher.runs import embed_run, evaluate_run, run_dataset
 from thresher.store import Run, write_ids
 
-COMPARE_METHODS = ("random", "uniqueness", "similar", "outliers", "half")
+COMPARE_METHODS = ("random", "uniqueness", "similar", "outliers", "half", "labels")
 EXPORT_FORMATS = ("txt", "csv", "json", "parquet", "folder", "index")
 # GLOSH (the thesis's HDBSCAN score) takes minutes at 50k items and hours at 1M; above this
 # size "auto" uses the distance to the k-th neighbour, which scales (benchmarks/README.md).
 AUTO_GLOSH_MAX = 50_000
 
 
-def resolve_outlier_score(name: str, n: int) -> str:
-    """``"auto"`` -> ``"glosh"`` up to :data:`AUTO_GLOSH_MAX` items, ``"knn"`` above."""
+def resolve_outlier_score(name: str, n: int, *, preset_name: str = "thesis") -> str:
+    """``"auto"``: the preset's score; for ``thesis`` GLOSH up to :data:`AUTO_GLOSH_MAX`
+    items and ``knn`` above (GLOSH takes hours at 1M)."""
     if name != "auto":
         return name
+    if preset_name != "thesis":
+        return str(PRESETS[preset_name]["outlier_score"])
     return "glosh" if n <= AUTO_GLOSH_MAX else "knn"
 
 
 @dataclass(frozen=True)
 class FilterSettings:
-    """One filtering request; percentages are fractions in [0, 1)."""
+    """One filtering request; percentages are fractions in [0, 1).
+
+    ``preset`` names the defaults (:data:`thresher.filter.pipeline.PRESETS`: ``default``,
+    what won on the planted-corruption benchmark, or ``thesis``); ``per_class``, ``k``,
+    ``normalise`` and ``copies`` override the preset where not None.
+    """
 
     outliers: float = 0.05
     similar: float = 0.05
     layer: str | None = None
     reduce: str = "pca"
     dims: int | None = 128
-    per_class: bool = False
+    per_class: bool | None = None
     method: str = "auto"
     outlier_score: str = "auto"
     baseline: str | None = None
     keep: float | None = None
     seed: int = 0
+    preset: str = "default"
+    normalise: str | None = None
+    k: int | None = None
+    copies: bool | None = None
+    label_issues: float = 0.0
+
+    def options(self) -> dict[str, Any]:
+        """The preset's settings with this request's overrides."""
+        opts = preset(self.preset)
+        for name in ("per_class", "normalise", "k", "copies"):
+            if getattr(self, name) is not None:
+                opts[name] = getattr(self, name)
+        return opts
 
     def tag(self) -> str:
         """A file-system-safe name that differs whenever the result would."""
         if self.baseline is not None:
             return f"{self.baseline}-keep{_pct(self.keep)}-seed{self.seed}"
+        opts = self.options()
+        per_class = {None: "auto", True: "perclass", False: "global"}[opts["per_class"]]
         parts = [
             f"o{_pct(self.outliers)}",
             f"s{_pct(self.similar)}",
             self.reduce + (str(self.dims) if self.reduce != "none" else ""),
             self.method,
             self.outlier_score,
-            "perclass" if self.per_class else "global",
+            per_class,
             f"seed{self.seed}",
         ]
+        if self.label_issues:
+            parts.insert(2, f"l{_pct(self.label_issues)}")
         if self.layer:
             parts.insert(0, self.layer.replace(".", "_"))
+        if self.preset != "default" or opts != preset(self.preset):
+            extra = f"{opts['normalise']}-k{opts['k']}-{'copies' if opts['copies'] else 'nocopies'}"
+            parts.insert(
+                0, self.preset if opts == preset(self.preset) else f"{self.preset}-{extra}"
+            )
         return "-".join(parts)
 
 
@@ -85,11 +116,21 @@ def check_settings(settings: FilterSettings) -> None:
         return
     outliers = check_fraction(settings.outliers, name="outliers")
     similar = check_fraction(settings.similar, name="similar")
-    if outliers + similar >= 1.0:
+    labels = check_fraction(settings.label_issues, name="label issues")
+    if outliers + similar + labels >= 1.0:
         raise ConfigError(
-            f"outliers + similar = {100 * (outliers + similar):g}% removes everything; "
-            "keep their sum below 100% (e.g. 5 + 5)"
+            f"outliers + similar + label issues = {100 * (outliers + similar + labels):g}% "
+            "removes everything; keep their sum below 100% (e.g. 5 + 5)"
         )
+    opts = settings.options()  # refuses an unknown preset
+    from thresher.filter.pipeline import NORMALISATIONS
+
+    if opts["normalise"] not in NORMALISATIONS:
+        raise ConfigError(
+            f"unknown normalise {opts['normalise']!r} (valid: {', '.join(NORMALISATIONS)})"
+        )
+    if int(opts["k"]) < 1:
+        raise ConfigError(f"k (outlier-score neighbours) must be >= 1, got {opts['k']}")
     REDUCERS.get(settings.reduce)
     DUPLICATE_METHODS.get(settings.method)
     if settings.outlier_score != "auto":
@@ -112,16 +153,36 @@ def run_filter(
         else:
             raise ConfigError(f"unknown baseline {settings.baseline!r}; use random or uniqueness")
     else:
+        opts = settings.options()
+        label_scores = None
+        if settings.label_issues > 0:
+            from thresher.run_labels import load_label_issues
+
+            issues = load_label_issues(run)
+            if not np.array_equal(issues.ids, emb.ids):
+                raise RunError(
+                    f"{run.path}: the stored label issues cover other samples than the "
+                    "embeddings; re-run `thresher labels RUN`"
+                )
+            label_scores = issues.label_score
+        images = None
+        if opts["copies"] and settings.similar > 0:
+            images = run_dataset(run, "train").images
+        opts["outlier_score"] = resolve_outlier_score(
+            settings.outlier_score, len(emb.ids), preset_name=settings.preset
+        )
         result = filter_dataset(
             emb,
             outliers=settings.outliers,
             similar=settings.similar,
             reduce=settings.reduce,
             dims=settings.dims,
-            per_class=settings.per_class,
             method=settings.method,
-            outlier_score=resolve_outlier_score(settings.outlier_score, len(emb.ids)),
             seed=settings.seed,
+            images=images,
+            label_scores=label_scores,
+            label_issues=settings.label_issues,
+            **opts,
         )
     tag = settings.tag()
     base = f"filter/{tag}"
@@ -228,12 +289,16 @@ def subset_for(
     keep: float,
     *,
     seed: int = 0,
-    per_class: bool = False,
+    per_class: bool | None = None,
     filter_method: str = "auto",
+    filter_preset: str = "default",
 ) -> FilterResult:
-    """The subset a comparison method keeps at ``keep`` (fraction of the training set)."""
+    """The subset a comparison method keeps at ``keep`` (fraction of the training set).
+
+    ``labels`` removes the highest label-issue scores (``thresher labels`` must have run).
+    """
     remove = 1.0 - keep
-    kw: dict[str, Any] = {"method": filter_method}
+    kw: dict[str, Any] = {"method": filter_method, "preset": filter_preset}
     if method == "random":
         settings = FilterSettings(baseline="random", keep=keep, seed=seed)
     elif method == "uniqueness":
@@ -245,6 +310,10 @@ def subset_for(
     elif method == "outliers":
         settings = FilterSettings(
             outliers=remove, similar=0.0, per_class=per_class, seed=seed, **kw
+        )
+    elif method == "labels":
+        settings = FilterSettings(
+            outliers=0.0, similar=0.0, label_issues=remove, per_class=per_class, seed=seed, **kw
         )
     elif method == "half":
         settings = FilterSettings(
@@ -262,8 +331,9 @@ def compare_run(
     keeps: tuple[float, ...],
     seeds: int = 3,
     epochs: int | None = None,
-    per_class: bool = False,
+    per_class: bool | None = None,
     filter_method: str = "auto",
+    filter_preset: str = "default",
     device: str | None = None,
     progress: Any = None,
     engine: str = "local",
@@ -288,10 +358,16 @@ def compare_run(
     wanted: dict[str, np.ndarray | None] = {"full": None}
     for keep in keeps:
         for method in methods:
-            name = f"{method}-keep{_pct(keep)}" + ("-perclass" if per_class else "")
+            name = f"{method}-keep{_pct(keep)}"
+            name += {None: "", True: "-perclass", False: "-global"}[per_class]
             if method not in ("random", "uniqueness") and filter_method != "auto":
                 name += f"-{filter_method}"
-            subset = subset_for(run, method, keep, per_class=per_class, filter_method=filter_method)
+            if method not in ("random", "uniqueness") and filter_preset != "default":
+                name += f"-{filter_preset}"
+            subset = subset_for(
+                run, method, keep, per_class=per_class, filter_method=filter_method,
+                filter_preset=filter_preset,
+            )  # fmt: skip
             wanted[name] = subset.kept_ids
     if engine != "local":
         _evaluate_on_engine(

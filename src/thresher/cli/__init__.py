@@ -353,12 +353,46 @@ def filter_cmd(
     reduce: Annotated[str, typer.Option(help="pca, umap or none.")] = "pca",
     dims: Annotated[int, typer.Option(help="N_reduce: dimensions after reduction.")] = 128,
     per_class: Annotated[
-        bool, typer.Option(help="Apply the percentages within each class.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--per-class/--global",
+            help="Apply the percentages within each class, or over all (default: the "
+            "preset's; default preset: per class when labels exist).",
+        ),
+    ] = None,
     method: Annotated[str, typer.Option(help="exact, scalable or auto.")] = "auto",
     outlier_score: Annotated[
-        str, typer.Option(help="glosh, mst, knn, or auto (glosh up to 50k items, knn above).")
+        str,
+        typer.Option(
+            help="glosh, mst, knn, or auto (the preset's: knn for default; for thesis glosh "
+            "up to 50k items, knn above)."
+        ),
     ] = "auto",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="default (L2-normalised features, same-class cosine k-NN outliers, pixel "
+            "copies; what won on the planted benchmark) or thesis (the thesis as written)."
+        ),
+    ] = "default",
+    normalise: Annotated[
+        str | None, typer.Option(help="l2 or none (default: the preset's).")
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option(help="Neighbours of the outlier score (default: the preset's).")
+    ] = None,
+    copies: Annotated[
+        bool | None,
+        typer.Option(
+            "--copies/--no-copies",
+            help="Remove aligned pixel copies first from the near-duplicate share "
+            "(default: the preset's).",
+        ),
+    ] = None,
+    label_issues: Annotated[
+        float,
+        typer.Option(help="Percent removed as label issues (needs `thresher labels RUN`)."),
+    ] = 0.0,
     baseline: Annotated[str | None, typer.Option(help="random or uniqueness instead.")] = None,
     keep: Annotated[float | None, typer.Option(help="Percent kept (baselines).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -390,6 +424,11 @@ def filter_cmd(
         baseline=baseline,
         keep=None if keep is None else keep / 100.0,
         seed=seed,
+        preset=preset,
+        normalise=normalise,
+        k=k,
+        copies=copies,
+        label_issues=_fraction(label_issues, name="--label-issues"),
     )
     run = open_run(run_dir)
     result = run_filter(run, settings, device=device)
@@ -401,6 +440,58 @@ def filter_cmd(
         return
     out.print(result.summary())
     out.print(f"results, 3D view (cloud.html, cloud.png): {info['outputs']}")
+
+
+@app.command("labels")
+def labels_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    folds: Annotated[int, typer.Option(help="Cross-validation folds (models trained).")] = 5,
+    epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
+    method: Annotated[
+        str,
+        typer.Option(help="ensemble (default: + neighbour vote) or cleanlab (as cleanlab does)."),
+    ] = "ensemble",
+    layer: Annotated[str | None, typer.Option(help="Layer of the neighbour vote.")] = None,
+    top: Annotated[int, typer.Option(help="Suspects to list.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and the models.")] = 0,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find likely wrong labels: cross-validated training, then confident learning (cleanlab)."""
+    from thresher.run_labels import labels_run
+    from thresher.runs import open_run
+
+    issues = labels_run(
+        open_run(run_dir), folds=folds, epochs=epochs, method=method, layer=layer, seed=seed,
+        device=device,
+    )  # fmt: skip
+    order = [int(i) for i in issues.label_score.argsort(kind="stable")[::-1][:top]]
+    if as_json:
+        info = issues.to_dict()
+        info["top"] = [
+            {
+                "id": str(issues.ids[i]),
+                "label": int(issues.labels[i]),
+                "suggested_label": int(issues.suggested_label[i]),
+                "label_score": float(issues.label_score[i]),
+                "is_label_issue": bool(issues.is_label_issue[i]),
+            }
+            for i in order
+        ]
+        _print_json(info)
+        return
+    out.print(issues.summary())
+    grid = Table("id", "label", "suggested", "label score", "flagged", title="most likely wrong")
+    for i in order:
+        grid.add_row(
+            str(issues.ids[i]),
+            str(issues.labels[i]),
+            str(issues.suggested_label[i]),
+            f"{issues.label_score[i]:.3f}",
+            "yes" if issues.is_label_issue[i] else "no",
+        )
+    out.print(grid)
+    out.print(f"remove them with: thresher filter {run_dir} --label-issues PCT")
 
 
 @app.command("export")
@@ -426,18 +517,29 @@ def export_cmd(
 def compare_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     methods: Annotated[
-        str, typer.Option(help="Comma list of random, uniqueness, similar, outliers, half.")
+        str,
+        typer.Option(
+            help="Comma list of random, uniqueness, similar, outliers, half, labels "
+            "(labels needs `thresher labels RUN` first)."
+        ),
     ] = "random,uniqueness,similar,outliers,half",
     keep: Annotated[str, typer.Option(help="Comma list of kept percentages.")] = "95,90,80,50",
     seeds: Annotated[int, typer.Option(help="Models per subset (seeds 0..N-1).")] = 3,
     epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
     per_class: Annotated[
-        bool, typer.Option(help="Class-aware budgets for the filter methods.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--per-class/--global",
+            help="Class-aware or global budgets for the filter methods (default: the preset's).",
+        ),
+    ] = None,
     filter_method: Annotated[
         str,
         typer.Option(help="Near-duplicate algorithm of the filter methods: exact, scalable, auto."),
     ] = "auto",
+    preset: Annotated[
+        str, typer.Option(help="Filter preset of the filter methods: default or thesis.")
+    ] = "default",
     device: DeviceOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -461,6 +563,7 @@ def compare_cmd(
         epochs=epochs,
         per_class=per_class,
         filter_method=filter_method,
+        filter_preset=preset,
         engine=engine,
         ray_address=ray_address,
         device=device,

@@ -1,4 +1,12 @@
-"""The thesis's filter: reduce, drop outliers, drop near-duplicates — exact counts."""
+"""The thesis's filter: reduce, drop outliers, drop near-duplicates — exact counts.
+
+Two named presets (:data:`PRESETS`): ``thesis`` is the thesis's method as written (Euclidean
+features, GLOSH, one global budget, semantic near-duplicates only); ``default`` is what won on
+the planted-corruption benchmark (``benchmarks/planted/``, tables in ``docs/filtering.md``):
+L2-normalised features, the cosine distance to the 10th neighbour of the same class as the
+outlier score, and aligned pixel copies removed before semantic near-duplicates when the images
+are given. ``filter_dataset``'s keyword defaults are the ``default`` preset.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from thresher.errors import ConfigError
-from thresher.filter.budgets import Budget, global_budget, per_class_budgets
+from thresher.filter.budgets import Budget, ceil_count, global_budget, per_class_budgets
+from thresher.filter.copies import DEFAULT_COPY_THRESHOLD, copy_scores, remove_copies
 from thresher.filter.duplicates import DUPLICATE_METHODS, find_duplicates
 from thresher.filter.inputs import check_fraction, unpack
+from thresher.filter.neighbours import normalise_rows
 from thresher.filter.outliers import OUTLIER_SCORES, outlier_scores, select_top
 from thresher.filter.reduce_dims import REDUCERS, reduce_dims, target_dims
 from thresher.filter.result import FilterResult
@@ -19,6 +29,32 @@ OUTLIER_SPACES = ("auto", "original", "reduced")
 # Outliers are scored in the original features (PCA to 10 dims halved outlier recall on
 # synthetic data, DESIGN) unless they are too wide for HDBSCAN to be practical.
 AUTO_ORIGINAL_MAX_FEATURES = 512
+NORMALISATIONS = ("l2", "none")
+
+# Named settings of filter_dataset; "default" equals its keyword defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {
+        "normalise": "l2",
+        "outlier_score": "knn",
+        "k": 10,
+        "per_class": None,
+        "copies": True,
+    },
+    "thesis": {
+        "normalise": "none",
+        "outlier_score": "glosh",
+        "k": 5,
+        "per_class": False,
+        "copies": False,
+    },
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The keyword arguments of a named preset (``default`` or ``thesis``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown filter preset {name!r} (valid: {', '.join(PRESETS)})")
+    return dict(PRESETS[name])
 
 
 def filter_dataset(
@@ -31,14 +67,20 @@ def filter_dataset(
     similar: float = 0.05,
     reduce: str = "pca",
     dims: int | None = 128,
-    per_class: bool = False,
+    per_class: bool | None = None,
     method: str = "auto",
-    outlier_score: str = "glosh",
+    outlier_score: str = "knn",
     outlier_space: str = "auto",
-    k: int = 5,
+    k: int = 10,
     min_cluster_size: int = 5,
     seed: int = 0,
     duplicate_options: dict[str, Any] | None = None,
+    normalise: str = "l2",
+    images: np.ndarray | None = None,
+    copies: bool = True,
+    copy_threshold: float = DEFAULT_COPY_THRESHOLD,
+    label_scores: np.ndarray | None = None,
+    label_issues: float = 0.0,
 ) -> FilterResult:
     """Remove exactly ``ceil(outliers x N)`` outliers, then cluster the rest down to
     ``K = floor((1 - outliers - similar) x N)`` clusters and keep one item per cluster.
@@ -56,6 +98,7 @@ def filter_dataset(
         that is ``D``). ``None`` keeps all.
     per_class : share both budgets over the classes (largest remainder, totals unchanged;
         see :mod:`thresher.filter.budgets`) and score/cluster each class on its own.
+        ``None`` (default): per class when labels or predictions exist.
     method : near-duplicate route, ``"auto"``, ``"exact"`` or ``"scalable"``
         (:data:`DUPLICATE_METHODS`).
     outlier_score : ``"glosh"``, ``"mst"`` or ``"knn"`` (:data:`OUTLIER_SCORES`). GLOSH and MST
@@ -65,6 +108,18 @@ def filter_dataset(
     k, min_cluster_size : neighbours of the outlier score / HDBSCAN's smallest cluster.
     seed : seeds PCA's randomised solver, UMAP and the approximate neighbour indexes.
     duplicate_options : extra options of the near-duplicate route (e.g. ``max_component``).
+    normalise : ``"l2"`` scales every row to unit length first (so distances are cosine
+        ones), ``"none"`` keeps the raw features (the thesis). Measured: out-of-domain images
+        have smaller feature norms than real ones, which hides them from Euclidean scores.
+    images : ``(N, C, H, W)`` pixels of the same rows; with ``copies=True`` aligned pixel
+        copies (:mod:`thresher.filter.copies`) are removed first from the near-duplicate
+        budget, each marked ``signal="pixels"``.
+    copies, copy_threshold : whether to look for pixel copies, and the aligned correlation a
+        pair needs to count as one.
+    label_scores : ``(N,)`` label-issue scores in ``[0, 1]`` (higher = label more likely
+        wrong; :func:`thresher.filter.labels.label_issues`).
+    label_issues : fraction of ``N`` removed as ``"label"`` first, by ``label_scores``;
+        the outlier and near-duplicate counts stay fractions of the full ``N``.
 
     Returns
     -------
@@ -75,11 +130,32 @@ def filter_dataset(
     n, d = data.values.shape
     outliers = check_fraction(outliers, name="outliers")
     similar = check_fraction(similar, name="similar")
-    if outliers + similar >= 1.0:
+    label_issues = check_fraction(label_issues, name="label_issues")
+    if outliers + similar + label_issues >= 1.0:
         raise ConfigError(
-            f"outliers + similar = {outliers + similar:g} removes everything; "
-            "keep their sum below 1 (e.g. 0.05 + 0.05)"
+            f"outliers + similar + label issues = {outliers + similar + label_issues:g} "
+            "removes everything; keep their sum below 1 (e.g. 0.05 + 0.05)"
         )
+    if normalise not in NORMALISATIONS:
+        raise ConfigError(f"unknown normalise {normalise!r} (valid: {', '.join(NORMALISATIONS)})")
+    if images is not None and (not hasattr(images, "shape") or images.shape[0] != n):
+        raise ConfigError(
+            f"images has {getattr(images, 'shape', ['?'])[0]} rows but the embeddings have "
+            f"{n}; pass the images of the same samples, in the same order"
+        )
+    if label_issues > 0:
+        if label_scores is None:
+            raise ConfigError(
+                "label_issues > 0 needs label_scores (from thresher.filter.labels."
+                "label_issues, or `thresher labels RUN`); compute them first or set it to 0"
+            )
+        label_scores = np.asarray(label_scores, dtype=np.float64)
+        if label_scores.shape != (n,) or not np.isfinite(label_scores).all():
+            raise ConfigError(
+                f"label_scores must be ({n},) finite values, got shape {label_scores.shape}"
+            )
+    if per_class is None:
+        per_class = data.labels is not None or data.predictions is not None
     REDUCERS.get(reduce)
     DUPLICATE_METHODS.get(method)
     OUTLIER_SCORES.get(outlier_score)
@@ -94,16 +170,56 @@ def filter_dataset(
             f" x {n}) = 0 items; lower the percentages"
         )
 
+    reason = np.full(n, "kept", dtype=object)
+    score = np.zeros(n, dtype=np.float64)
+    signal = np.full(n, "", dtype=object)
+    # Label issues go first, globally: ceil(label_issues x N) highest scores (ties by id).
+    pool = np.arange(n)
+    if label_issues > 0:
+        assert label_scores is not None
+        is_label = select_top(label_scores, data.ids, ceil_count(label_issues * n))
+        reason[is_label] = "label"
+        score[is_label] = np.clip(label_scores[is_label], 0.0, 1.0)
+        pool = np.flatnonzero(~is_label)
+    values = normalise_rows(data.values) if normalise == "l2" else data.values
+    reduced = reduce_dims(values, method=reduce, n_dims=dims, seed=seed)
+    space = outlier_space
+    if space == "auto":
+        space = "original" if d <= AUTO_ORIGINAL_MAX_FEATURES else "reduced"
+    outlier_x = values if space == "original" else reduced
+    pixel = None
+    if images is not None and copies and similar > 0:
+        pixel = copy_scores(np.asarray(images), embeddings=values, seed=seed)
+
+    rep_id = np.full(n, "", dtype=object)
+    n_copies = 0
+    if pixel is not None:
+        # Pixel copies are a property of the whole set (a copy can sit in any class's share):
+        # they go first, globally, from the near-duplicate count.
+        gone, reps, sims = remove_copies(
+            pixel, pool, data.ids, budget=whole.similar, threshold=copy_threshold
+        )
+        reason[gone] = "similar"
+        signal[gone] = "pixels"
+        rep_id[gone] = data.ids[reps]
+        score[gone] = np.clip(sims, 0.0, 1.0)
+        pool = pool[~np.isin(pool, gone)]
+        n_copies = int(gone.shape[0])
+    # The stages below see the pool only, with fractions that keep the global counts:
+    # ceil(outliers x N) outliers, and the near-duplicates the copies left.
+    o_pool = min(whole.outliers / pool.shape[0], 1.0)
+    s_pool = min((whole.similar - n_copies) / pool.shape[0], 1.0)
+
     groups, label_source = _groups(data.labels, data.predictions, per_class)
     if per_class:
         assert groups is not None  # _groups refuses per_class without labels or predictions
-        names, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
-        budgets = per_class_budgets(sizes, outliers=outliers, similar=similar)
-        members = [np.flatnonzero(inverse == c) for c in range(names.shape[0])]
+        names, inverse, sizes = np.unique(groups[pool], return_inverse=True, return_counts=True)
+        budgets = per_class_budgets(sizes, outliers=o_pool, similar=s_pool)
+        members = [pool[inverse == c] for c in range(names.shape[0])]
     else:
         names = np.array(["all"])
-        budgets = [whole]
-        members = [np.arange(n)]
+        budgets = [global_budget(pool.shape[0], outliers=o_pool, similar=s_pool)]
+        members = [pool]
     if outliers > 0:
         for name, rows, budget in zip(names, members, budgets, strict=True):
             if budget.outliers and rows.shape[0] <= k:
@@ -114,16 +230,7 @@ def filter_dataset(
                     f"k={k} neighbours; lower k or turn per_class off"
                 )
 
-    reduced = reduce_dims(data.values, method=reduce, n_dims=dims, seed=seed)
-    space = outlier_space
-    if space == "auto":
-        space = "original" if d <= AUTO_ORIGINAL_MAX_FEATURES else "reduced"
-    outlier_x = data.values if space == "original" else reduced
-
-    reason = np.full(n, "kept", dtype=object)
-    score = np.zeros(n, dtype=np.float64)
     out_score = np.zeros(n, dtype=np.float64) if outliers > 0 else None
-    rep_id = np.full(n, "", dtype=object)
     reports: dict[str, Any] = {}
     items = list(zip(names, members, budgets, strict=True))
     for name, rows, budget in track(items, total=len(items), desc="filter"):
@@ -143,12 +250,28 @@ def filter_dataset(
             method=method,
             seed=seed,
             duplicate_options=duplicate_options or {},
+            signal=signal,
         )
         reports[str(name.item() if isinstance(name, np.generic) else name)] = report
+
+    if n_copies:
+        # A pixel copy's kept original may have gone as a semantic near-duplicate since:
+        # point the copy at the item that stayed.
+        row_of = {i: r for r, i in enumerate(data.ids)}
+        for r in np.flatnonzero(signal == "pixels"):
+            target = row_of[rep_id[r]]
+            while reason[target] == "similar":
+                target = row_of[rep_id[target]]
+            rep_id[r] = data.ids[target]
 
     params = {
         "outliers": outliers,
         "similar": similar,
+        "label_issues": label_issues,
+        "normalise": normalise,
+        "copies": bool(pixel is not None),
+        "pixel_copies": n_copies,
+        "copy_threshold": float(copy_threshold),
         "reduce": reduce,
         "dims": dims,
         "n_dims": int(reduced.shape[1]),
@@ -176,6 +299,7 @@ def filter_dataset(
         method="filter",
         params=params,
         outlier_scores=out_score,
+        signal=signal.astype(str),
     )
 
 
@@ -211,6 +335,7 @@ def _filter_group(
     method: str,
     seed: int,
     duplicate_options: dict[str, Any],
+    signal: np.ndarray,
 ) -> dict[str, Any]:
     """Run both stages on one group, writing into the per-sample arrays."""
     report: dict[str, Any] = {
@@ -230,7 +355,7 @@ def _filter_group(
         is_out = select_top(scores.score, ids[rows], budget.outliers)
         reason[rows[is_out]] = "outlier"
         remaining = rows[~is_out]
-    if budget.similar > 0:
+    if remaining.shape[0] > budget.kept:
         dups = find_duplicates(
             reduced[remaining],
             n_clusters=budget.kept,
@@ -241,10 +366,11 @@ def _filter_group(
         )
         gone = ~dups.is_kept
         reason[remaining[gone]] = "similar"
+        signal[remaining[gone]] = "embedding"
         rep_id[remaining[gone]] = ids[remaining[dups.representative[gone]]]
         score[remaining[gone]] = np.clip(dups.similarity[gone], 0.0, 1.0)
         report["duplicates"] = {"method": dups.method, **dups.info}
     return report
 
 
-__all__ = ["filter_dataset", "target_dims"]
+__all__ = ["NORMALISATIONS", "PRESETS", "filter_dataset", "preset", "target_dims"]

@@ -10,8 +10,19 @@ import numpy as np
 
 from thresher.errors import DataError
 
-REASONS = ("kept", "outlier", "similar", "random", "uniqueness")
-COLUMNS = ("id", "kept", "reason", "score", "representative_id", "label", "outlier_score")
+REASONS = ("kept", "outlier", "label", "similar", "random", "uniqueness")
+COLUMNS = (
+    "id",
+    "kept",
+    "reason",
+    "score",
+    "representative_id",
+    "label",
+    "outlier_score",
+    "signal",
+)
+# What flagged a near-duplicate: a layer's embedding (the thesis) or aligned pixels (copies).
+SIGNALS = ("", "embedding", "pixels")
 
 
 @dataclass(frozen=True, eq=False)
@@ -21,15 +32,16 @@ class FilterResult:
     Attributes:
         ids: ``(N,)`` str sample ids.
         kept: ``(N,)`` bool, True for the items that stay.
-        reason: ``(N,)`` str, one of ``"kept"``, ``"outlier"``, ``"similar"``, ``"random"``,
-            ``"uniqueness"`` (the last two: removed by that baseline).
+        reason: ``(N,)`` str, one of ``"kept"``, ``"outlier"``, ``"label"`` (a label issue:
+            the given label is likely wrong), ``"similar"``, ``"random"``, ``"uniqueness"``
+            (the last two: removed by that baseline).
         score: ``(N,)`` float in ``[0, 1]``, higher = more removable. Per method:
 
             * ``filter``: outliers and kept items carry their outlier score (the outlier
               stage's score divided by its largest value in the group, GLOSH as is);
               near-duplicates carry their cosine similarity to the item they duplicate
               (clipped at 0). With ``outliers=0`` no outlier score is computed and kept
-              items score 0.
+              items score 0. Label issues carry their label-issue score.
             * ``random``: the random priority; the highest ``N - keep`` priorities go.
             * ``uniqueness``: ``1 - uniqueness`` (FiftyOne's score); the least unique go.
         representative_id: ``(N,)`` str; for a near-duplicate the id of the kept item it
@@ -40,6 +52,9 @@ class FilterResult:
         params: the parameters used and what the algorithms reported (JSON-ready).
         outlier_scores: ``(N,)`` the outlier stage's score in ``[0, 1]`` for every row, or
             None where no outlier stage ran.
+        signal: ``(N,)`` str, for each near-duplicate what found it: ``"embedding"`` (close
+            in the layer's space, the thesis) or ``"pixels"`` (an aligned pixel copy);
+            ``""`` for every other row. None for results written before signals existed.
     """
 
     ids: np.ndarray
@@ -51,6 +66,7 @@ class FilterResult:
     method: str
     params: dict[str, Any] = field(default_factory=dict)
     outlier_scores: np.ndarray | None = None
+    signal: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.ids.shape[0]
@@ -60,13 +76,18 @@ class FilterResult:
                     f"filter result column {name!r} has shape {getattr(self, name).shape}, "
                     f"expected ({n},); the table is corrupt, re-run the filter"
                 )
-        for name in ("labels", "outlier_scores"):
+        for name in ("labels", "outlier_scores", "signal"):
             arr = getattr(self, name)
             if arr is not None and arr.shape != (n,):
                 raise DataError(
                     f"filter result column {name!r} has shape {arr.shape}, expected ({n},); "
                     "the table is corrupt, re-run the filter"
                 )
+        if self.signal is not None and not np.isin(self.signal, SIGNALS).all():
+            raise DataError(
+                f"unknown near-duplicate signal in a filter result (valid: {SIGNALS}); "
+                "re-run the filter"
+            )
         bad = ~np.isin(self.reason, REASONS)
         if bad.any():
             raise DataError(
@@ -139,6 +160,7 @@ class FilterResult:
                 "total": int(mask.sum()),
                 "kept": int((r == "kept").sum()),
                 "outlier": int((r == "outlier").sum()),
+                "label": int((r == "label").sum()),
                 "similar": int((r == "similar").sum()),
                 "other": int(np.isin(r, ("random", "uniqueness")).sum()),
             }
@@ -174,12 +196,13 @@ class FilterResult:
                 "outlier_score": (
                     None if self.outlier_scores is None else self.outlier_scores.tolist()
                 ),
+                "signal": None if self.signal is None else self.signal.tolist(),
             }
         return out
 
     def to_table(self) -> Any:
         """A ``pyarrow.Table`` with columns ``id, kept, reason, score, representative_id,
-        label, outlier_score`` (``label``/``outlier_score`` null where absent); ``method``
+        label, outlier_score, signal`` (the last three null where absent); ``method``
         and ``params`` ride in the schema metadata, so :meth:`from_table` restores all."""
         import pyarrow as pa
 
@@ -199,6 +222,11 @@ class FilterResult:
                 "representative_id": pa.array(self.representative_id, type=pa.string()),
                 "label": label,
                 "outlier_score": outlier,
+                "signal": (
+                    pa.nulls(n, pa.string())
+                    if self.signal is None
+                    else pa.array(self.signal, type=pa.string())
+                ),
             }
         )
         return table.replace_schema_metadata(
@@ -224,6 +252,7 @@ class FilterResult:
         }  # pyarrow keeps metadata as bytes
         label = _optional_column(table, "label")
         outlier = _optional_column(table, "outlier_score")
+        signal = _optional_column(table, "signal")
         return cls(
             ids=np.asarray(table.column("id").to_pylist(), dtype=str),
             kept=np.asarray(table.column("kept").to_numpy(zero_copy_only=False), dtype=bool),
@@ -234,6 +263,7 @@ class FilterResult:
             method=method if method is not None else meta.get("method", "filter"),
             params=params if params is not None else json.loads(meta.get("params", "{}")),
             outlier_scores=None if outlier is None else outlier.astype(np.float64),
+            signal=None if signal is None else signal.astype(str),
         )
 
 
