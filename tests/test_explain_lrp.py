@@ -146,7 +146,7 @@ def test_batching_does_not_change_the_maps() -> None:
     x = torch.randn(7, 2, 5, 5)
     a = lrp_maps(net, x, 1, transform=identity, settings=LRPSettings(batch_size=2))
     b = lrp_maps(net, x, 1, transform=identity, settings=LRPSettings(batch_size=64))
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # float32 GEMMs reorder sums
 
 
 # --- hooks, canonizers, errors ---------------------------------------------------------------------

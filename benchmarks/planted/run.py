@@ -159,6 +159,12 @@ def main() -> None:
             **shares,
             **preset("default"),
         )
+        # The ranking of the outlier score alone (in the filter above, rows that went as
+        # label issues or copies first carry no outlier score).
+        default_outliers = filter_dataset(
+            x, ids=ids, labels=data.labels, outliers=shares["outliers"], similar=0.0,
+            **preset("default"),
+        )  # fmt: skip
         pixel = copy_scores(data.images, embeddings=normalise_rows(x))
         timings["thresher"] = time.perf_counter() - t
         results += [
@@ -166,7 +172,7 @@ def main() -> None:
             for r in score_all(
                 "thresher",
                 {
-                    "outlier": default.outlier_score,
+                    "outlier": default_outliers.outlier_score,
                     "duplicate": pixel.row_score,
                     "label": lab.label_score,
                 },

@@ -9,11 +9,13 @@ Two steps, kept apart so that either can come from elsewhere:
    (``cleanlab.filter.find_label_issues`` for the flagged set, ``cleanlab.rank.
    get_label_quality_scores`` for the ranking).
 
-``method="ensemble"`` (the default, measured better on planted label errors: ``docs/
-filtering.md``) first averages the out-of-sample probabilities with those of a k-nearest-
-neighbour vote in the model's embedding space, then ranks by cleanlab's normalised margin;
-``method="cleanlab"`` hands the out-of-sample probabilities to cleanlab as they are (its own
-default, self-confidence).
+``method="ensemble"`` (the default) mixes the out-of-sample probabilities with those of a
+k-nearest-neighbour vote in the model's embedding space (weight :data:`VOTE_WEIGHT`), then ranks
+by cleanlab's self-confidence; ``method="cleanlab"`` hands the out-of-sample probabilities to
+cleanlab as they are. Measured on planted flips (``docs/filtering.md``): on MNIST the mix finds
+more random and confusable flips than cleanlab alone; on CIFAR-10 with a weak model it finds more
+random flips and fewer confusable ones. Cleanlab's normalised margin did better on MNIST's
+confusable flips but collapsed on CIFAR-10 (recall 0.18 against 0.36), so it is not the default.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import numpy as np
 from thresher.errors import ConfigError, DataError
 
 LABEL_METHODS = ("ensemble", "cleanlab")
+# Share of the neighbour vote in the ensemble (0.25 and 0.5 measured alike; 0.25 lost less on
+# CIFAR-10's confusable flips).
+VOTE_WEIGHT = 0.25
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,10 +169,8 @@ def label_issues(
         if embeddings.shape[0] != n:
             raise DataError(f"{embeddings.shape[0]} embedding rows for {n} labels")
         vote = knn_pred_probs(embeddings, y, num_classes=num_classes, k=k, seed=seed)
-        probs = 0.5 * (probs + vote)
-        rank_by = "normalized_margin"
-    else:
-        rank_by = "self_confidence"
+        probs = (1.0 - VOTE_WEIGHT) * probs + VOTE_WEIGHT * vote
+    rank_by = "self_confidence"
     probs = probs / probs.sum(axis=1, keepdims=True)
     quality = get_label_quality_scores(y, probs, method=rank_by)
     # cleanlab needs every class present in the labels it is given; absent ones are skipped.
@@ -183,7 +186,13 @@ def label_issues(
         is_label_issue=flagged,
         label_score=np.clip(1.0 - np.asarray(quality, dtype=np.float64), 0.0, 1.0),
         suggested_label=probs.argmax(axis=1).astype(np.int64),
-        params={"method": method, "rank_by": rank_by, "k": int(k), "issues": int(flagged.sum())},
+        params={
+            "method": method,
+            "rank_by": rank_by,
+            "vote_weight": VOTE_WEIGHT if method == "ensemble" else 0.0,
+            "k": int(k),
+            "issues": int(flagged.sum()),
+        },
     )
 
 
