@@ -436,3 +436,40 @@ def test_cli_refuses_a_folder_that_is_not_a_run(
     code, _, err = cli(["app", str(tmp_path)])
     assert code == 2
     assert "is not a Thresher run" in err
+
+
+# --- label issues in the app (runs last: it adds a labels step and restores the latest filter) ---
+def test_label_issues_reach_the_point_panel_the_filter_form_and_the_grids(
+    client: TestClient, run_dir: Path
+) -> None:
+    from thresher.run_labels import labels_run
+    from thresher.runs import open_run
+
+    before = _latest(client)
+    refused = client.post("/api/filter", json={"outliers": 0, "similar": 0, "label_issues": 5})
+    assert refused.status_code == 400
+    assert "thresher labels" in refused.json()["error"]
+    run = open_run(run_dir)
+    issues = labels_run(run, folds=2, epochs=1)
+    try:
+        p = client.get(f"/api/point?tag={before}&index=0").json()
+        verdict = p["label_issue"]
+        row = int(np.flatnonzero(issues.ids == p["id"])[0])
+        assert verdict["label_score"] == pytest.approx(issues.label_score[row])
+        assert verdict["is_label_issue"] == bool(issues.is_label_issue[row])
+        assert verdict["suggested_class"] == str(issues.suggested_label[row])
+        r = client.post(
+            "/api/filter",
+            json={"outliers": 0, "similar": 0, "label_issues": 5, "preset": "thesis"},
+        )
+        job = _wait(client, r.json())
+        assert job["status"] == "done", job
+        assert job["counts"]["label"] == 10  # ceil(5% of 200)
+        page = client.get(f"/api/removed?tag={job['tag']}&reason=label&offset=0&limit=60").json()
+        assert page["total"] == 10
+        worst = np.lexsort((issues.ids, -issues.label_score))[:10]  # ties go by id
+        assert {it["id"] for it in page["items"]} == set(issues.ids[worst].tolist())
+        bad = client.post("/api/filter", json={"preset": "nope"})
+        assert bad.status_code in (400, 422)
+    finally:
+        run.write_json("filter/latest.json", {"tag": before})

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -106,3 +110,34 @@ def test_default_layer_refuses_a_model_without_linear() -> None:
 def test_list_layers_uses_the_models_dtype() -> None:
     model = create_model("mnist_lenet", num_classes=10).to(torch.float64)
     assert list_layers(model, input_shape=(1, 28, 28))[-1].output_shape == (10,)
+
+
+def test_knn_agreement_is_one_on_separated_classes_and_chance_on_shuffled_labels() -> None:
+    from thresher.embed.separation import knn_agreement
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    x = rng.normal(size=(200, 8)).astype(np.float32) * 0.1
+    x[:, 0] += np.where(labels == 0, 1.0, -1.0)
+    assert knn_agreement(x, labels, k=5) == 1.0
+    shuffled = rng.permutation(labels)
+    assert 0.3 < knn_agreement(x, shuffled, k=5) < 0.7
+
+
+def test_layers_separation_suggests_a_layer_of_a_run(
+    cli: Callable[[list[str]], tuple[int, str, str]], tmp_path: Path
+) -> None:
+    from thresher.runs import DataSpec, train_run
+
+    run = tmp_path / "run"
+    train_run(run, data=DataSpec(name="digits", limit=300), model="mnist_lenet", epochs=2)
+    code, stdout, stderr = cli(["layers", str(run), "--separation", "--sample", "300", "--json"])
+    assert code == 0, stderr
+    info = json.loads(stdout)
+    agreement = {la["name"]: la["knn_agreement"] for la in info["layers"]}
+    assert all(0.0 <= v <= 1.0 for v in agreement.values())
+    assert info["best_separation"] == max(agreement, key=agreement.get)
+    assert agreement["flatten"] > agreement["conv1"]
+    code, _, stderr = cli(["layers", "mnist_lenet", "--separation"])
+    assert code == 2
+    assert "needs a run directory" in stderr

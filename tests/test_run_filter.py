@@ -153,3 +153,43 @@ def test_compare_with_the_scalable_filter_keeps_its_own_cells(cli: Cli, run_dir:
     code, _, err = cli([*base, "--filter-method", "fastest"])
     assert code == 2
     assert "fastest" in err
+
+
+def test_label_issues_through_the_cli_filter_and_compare(cli: Cli, run_dir: Path) -> None:
+    code, _, err = cli(["filter", str(run_dir), "--outliers", "0", "--label-issues", "2"])
+    assert code == 2
+    assert "thresher labels" in err  # refused before anything is written
+    code, stdout, err = cli(["labels", str(run_dir), "--folds", "2", "--epochs", "1", "--json"])
+    assert code == 0, err
+    info = json.loads(stdout)
+    assert info["params"]["folds"] == 2
+    assert len(info["top"]) == 10
+    scores = [t["label_score"] for t in info["top"]]
+    assert scores == sorted(scores, reverse=True)
+    code, stdout, err = cli(
+        ["filter", str(run_dir), "--outliers", "0", "--similar", "0", "--label-issues", "2",
+         "--json"]
+    )  # fmt: skip
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["counts"]["label"] == 8  # ceil(2% of 400)
+    # the eight highest label scores are what went (ties aside, the top list is that order)
+    assert {t["id"] for t in info["top"][:8]} == _removed_ids(Path(res["outputs"]))
+    code, stdout, err = cli(
+        ["compare", str(run_dir), "--methods", "random,labels", "--keep", "95", "--seeds", "1",
+         "--epochs", "1", "--json"]
+    )  # fmt: skip
+    assert code == 0, err
+    table = json.loads(stdout)
+    assert table["methods"] == ["random", "labels"]
+    code, _, err = cli(["labels", str(run_dir), "--folds", "1"])
+    assert code == 2
+    assert "--folds must be >= 2" in err
+
+
+def _removed_ids(folder: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder / "result.parquet")
+    kept = table.column("kept").to_pylist()
+    return {i for i, k in zip(table.column("id").to_pylist(), kept, strict=True) if not k}

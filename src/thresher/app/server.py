@@ -58,7 +58,9 @@ class FilterRequest(BaseModel):
     outliers: float = Field(5.0, ge=0.0, lt=100.0)
     similar: float = Field(5.0, ge=0.0, lt=100.0)
     layer: str | None = Field(None, max_length=200)
-    per_class: bool = False
+    per_class: bool | None = None  # None: the preset's choice
+    preset: str = Field("default", pattern="^(default|thesis)$")
+    label_issues: float = Field(0.0, ge=0.0, lt=100.0)
     reduce: str = Field("pca", pattern="^(pca|umap|none)$")
     dims: int = Field(128, ge=2, le=4096)
     method: str = Field("auto", pattern="^(auto|exact|scalable)$")
@@ -225,7 +227,7 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
 
     @app.get("/api/removed")
     def removed(
-        reason: Annotated[str, Query(pattern="^(outlier|similar|other)$")],
+        reason: Annotated[str, Query(pattern="^(outlier|label|similar|other)$")],
         tag: Tag = None,
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 60,
@@ -288,8 +290,14 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
 
         if "application/json" not in request.headers.get("content-type", ""):
             raise _client_error(415, "send the filter settings as application/json")
-        if body.baseline is None and body.outliers + body.similar >= 100.0:
-            raise _client_error(400, "outliers + similar must stay below 100 percent")
+        if body.baseline is None and body.outliers + body.similar + body.label_issues >= 100.0:
+            raise _client_error(
+                400, "outliers + similar + label issues must stay below 100 percent"
+            )
+        if body.label_issues > 0 and not state.run.exists("labels/result.parquet"):
+            raise _client_error(
+                400, "label issues need `thresher labels RUN` first (cross-validated training)"
+            )
         if body.baseline is not None and body.keep is None:
             raise _client_error(400, "a baseline needs keep (the percentage to keep)")
         if body.layer is not None:
@@ -308,6 +316,8 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
             baseline=body.baseline,
             keep=None if body.keep is None else body.keep / 100.0,
             seed=body.seed,
+            preset=body.preset,
+            label_issues=body.label_issues / 100.0,
         )
         try:
             job = jobs.start(settings, previous_tag=state.latest_tag())

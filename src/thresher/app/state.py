@@ -27,7 +27,9 @@ from thresher.store import Run
 SPLITS = ("train", "test")
 AREAS = ("diagnose", "reduce")
 AREA_SUFFIXES = (".json", ".png", ".parquet", ".csv")
-GROUPS = ("kept", "outlier", "similar", "other")  # codes 0..3 in the cloud payload
+# Codes 0..3 in the cloud payload; label issues are drawn with "other" (removed, not a
+# geometric outlier or duplicate) and counted on their own.
+GROUPS = ("kept", "outlier", "similar", "other")
 TABLE_ROWS = 200  # rows of a table file shown in a view
 
 
@@ -63,6 +65,7 @@ class RunState:
         self._filters: dict[str, tuple[float, FilterView]] = {}
         self._embeddings: dict[str, Any] = {}
         self._row_norms: dict[str, np.ndarray] = {}
+        self._labels: tuple[float, Any, dict[str, int]] | None = None
 
     # --- data sets --------------------------------------------------------------------------
     def dataset(self, split: str) -> tuple[ImageDataset, dict[str, int]]:
@@ -242,6 +245,7 @@ class RunState:
         pred = None if preds is None else int(preds[index])
         rep = str(v.representative_id[index])
         dups = np.flatnonzero(v.representative_id == v.ids[index])
+        signal = self._signals(v.tag)
         return {
             "index": index,
             "id": str(v.ids[index]),
@@ -255,13 +259,42 @@ class RunState:
             "representative_id": rep or None,
             "representative_index": v.index.get(rep) if rep else None,
             "duplicates": [str(v.ids[i]) for i in dups[:12]],
+            "signal": None if signal is None else (str(signal[index]) or None),
+            "label_issue": self.label_issue(str(v.ids[index])),
             "neighbours": self._neighbours(v, index, neighbours),
+        }
+
+    def _signals(self, tag: str) -> np.ndarray | None:
+        res = load_filter(self.run, tag)
+        return None if res.signal is None else res.signal.astype(str)
+
+    def label_issue(self, sample_id: str) -> dict[str, Any] | None:
+        """The label-issue verdict of one sample (``thresher labels``), or None."""
+        if not self.run.exists("labels/result.parquet"):
+            return None
+        stamp = self.run.file("labels/result.parquet").stat().st_mtime
+        with self._lock:
+            if self._labels is None or self._labels[0] != stamp:
+                from thresher.run_labels import load_label_issues
+
+                loaded = load_label_issues(self.run)
+                self._labels = (stamp, loaded, {s: i for i, s in enumerate(loaded.ids.tolist())})
+            _, issues, rows = self._labels
+        i = rows.get(sample_id)
+        if i is None:
+            return None
+        suggested = int(issues.suggested_label[i])
+        return {
+            "is_label_issue": bool(issues.is_label_issue[i]),
+            "label_score": float(issues.label_score[i]),
+            "suggested_label": suggested,
+            "suggested_class": self.class_name(suggested),
         }
 
     def removed(self, tag: str | None, reason: str, offset: int, limit: int) -> dict[str, Any]:
         """Removed items of one reason, most removable first (near-duplicates with their pair)."""
         v = self.filter_view(tag)
-        mask = v.group == 3 if reason == "other" else v.reason == reason
+        mask = (v.group == 3) & (v.reason != "label") if reason == "other" else v.reason == reason
         rows = np.flatnonzero(mask)
         rows = rows[np.argsort(-v.score[rows], kind="stable")]
         items = []
@@ -446,8 +479,9 @@ def _counts(v: FilterView) -> dict[str, int]:
         "total": len(v.ids),
         "kept": int(v.kept.sum()),
         "outlier": int((v.reason == "outlier").sum()),
+        "label": int((v.reason == "label").sum()),
         "similar": int((v.reason == "similar").sum()),
-        "other": int((v.group == 3).sum()),
+        "other": int(((v.group == 3) & (v.reason != "label")).sum()),
     }
 
 

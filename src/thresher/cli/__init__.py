@@ -91,14 +91,26 @@ def layers_cmd(
     in_channels: Annotated[int, typer.Option(help="Input channels (model names only).")] = 1,
     size: Annotated[int, typer.Option(help="Input height/width (model names only).")] = 28,
     num_classes: Annotated[int, typer.Option(help="Classes (model names only).")] = 10,
+    separation: Annotated[
+        bool,
+        typer.Option(
+            help="Runs only: k-NN label agreement of every layer on a sample of the training "
+            "set, and the layer that separates the classes best (a filter layer suggestion)."
+        ),
+    ] = False,
+    sample: Annotated[int, typer.Option(help="Images sampled for --separation.")] = 2000,
     as_json: JsonOpt = False,
 ) -> None:
     """List every layer of a model with its output shape (penultimate marked)."""
     from thresher.embed import default_layer, list_layers
+    from thresher.errors import ConfigError
     from thresher.models import create_model, model_spec
 
+    scores: dict[str, float] = {}
+    if separation and not Path(model_or_run).is_dir():
+        raise ConfigError("--separation needs a run directory (its training images and labels)")
     if Path(model_or_run).is_dir():
-        from thresher.runs import open_run, run_input_shape, run_model
+        from thresher.runs import open_run, run_dataset, run_input_shape, run_model, run_transform
 
         run = open_run(model_or_run)
         net = run_model(run)
@@ -112,14 +124,39 @@ def layers_cmd(
     spec = model_spec(name)
     layers = list_layers(net, input_shape=shape)
     penult = default_layer(net, spec.feature_layer, input_shape=shape)
+    if separation:
+        from thresher.embed.separation import layer_separation
+
+        found = layer_separation(
+            net,
+            run_dataset(run, "train"),
+            [la.name for la in layers],
+            transform=run_transform(run),
+            sample=sample,
+        )
+        scores = {s.layer: s.agreement for s in found}
+    best = max(scores, key=lambda la: (scores[la], la == penult)) if scores else None
     if as_json:
-        _print_json({"model": name, "default": penult, "layers": [_asdict(la) for la in layers]})
+        rows = [
+            {**_asdict(la), **({"knn_agreement": scores[la.name]} if scores else {})}
+            for la in layers
+        ]
+        _print_json({"model": name, "default": penult, "best_separation": best, "layers": rows})
         return
-    table = Table("layer", "type", "output shape", "features", title=f"{name} layers")
+    columns = ["layer", "type", "output shape", "features"]
+    if scores:
+        columns.append("k-NN label agreement")
+    table = Table(*columns, title=f"{name} layers")
     for la in layers:
         mark = " (default)" if la.name == penult else ""
-        table.add_row(la.name + mark, la.type, str(tuple(la.output_shape)), str(la.num_features))
+        mark += " (best separation)" if la.name == best else ""
+        row = [la.name + mark, la.type, str(tuple(la.output_shape)), str(la.num_features)]
+        if scores:
+            row.append(f"{scores[la.name]:.3f}")
+        table.add_row(*row)
     out.print(table)
+    if best is not None:
+        out.print(f"suggested filter layer: --layer {best} (classes separate best there)")
 
 
 def _asdict(obj: Any) -> dict[str, Any]:
@@ -465,7 +502,10 @@ def labels_cmd(
         open_run(run_dir), folds=folds, epochs=epochs, method=method, layer=layer, seed=seed,
         device=device,
     )  # fmt: skip
-    order = [int(i) for i in issues.label_score.argsort(kind="stable")[::-1][:top]]
+    import numpy as np
+
+    # Highest scores first, ties by id: the order `filter --label-issues` removes them in.
+    order = [int(i) for i in np.lexsort((issues.ids, -issues.label_score))[:top]]
     if as_json:
         info = issues.to_dict()
         info["top"] = [

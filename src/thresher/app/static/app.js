@@ -196,8 +196,15 @@ async function selectPoint(index) {
   const dl = el("dl", {}, ...facts.flatMap(([k, v]) => [el("dt", { text: k }),
     el("dd", { text: v, class: k === "reason" ? `reason-${v}` : "" })]));
   const parts = [el("img", { class: "big", src: imageUrl(p.id), alt: p.id, id: "point-image" }), dl];
+  if (p.label_issue) {
+    const li = p.label_issue;
+    parts.push(el("h3", { text: "label check (cross-validated, cleanlab)" }),
+      el("p", { id: "label-issue", class: li.is_label_issue ? "reason-label" : "",
+        text: `${li.is_label_issue ? "likely mislabelled" : "label looks right"}; ` +
+          `label score ${li.label_score.toFixed(3)}; suggested: ${li.suggested_class ?? li.suggested_label}` }));
+  }
   if (p.representative_id) {
-    parts.push(el("h3", { text: "duplicates this kept image" }),
+    parts.push(el("h3", { text: `duplicates this kept image${p.signal ? ` (found by ${p.signal})` : ""}` }),
       thumb(p.representative_id, p.representative_id, () => selectPoint(p.representative_index)));
   }
   if (p.duplicates.length) {
@@ -212,7 +219,7 @@ async function selectPoint(index) {
 T.selectPoint = selectPoint;
 
 // --- removed grids ---
-const removedState = { outlier: 0, similar: 0, other: 0 };
+const removedState = { outlier: 0, label: 0, similar: 0, other: 0 };
 
 views.removed = async () => {
   const select = document.getElementById("removed-tag");
@@ -274,7 +281,9 @@ async function runFilter(ev) {
   const form = new FormData(ev.target);
   const body = {
     outliers: Number(form.get("outliers")), similar: Number(form.get("similar")),
-    per_class: form.get("per_class") === "on", outlier_score: form.get("outlier_score"),
+    per_class: form.get("per_class") === "" ? null : form.get("per_class") === "on",
+    outlier_score: form.get("outlier_score"), preset: form.get("preset"),
+    label_issues: Number(form.get("label_issues") || 0),
     seed: Number(form.get("seed")), layer: form.get("layer") || null,
   };
   const job = await api("/api/filter", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
