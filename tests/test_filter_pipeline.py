@@ -192,3 +192,14 @@ def test_too_few_items_for_the_outlier_neighbours() -> None:
     x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
     with pytest.raises(ConfigError, match="class 1 has 5 items"):
         filter_dataset(x, labels=labels, per_class=True, outliers=0.2, similar=0.0)
+
+
+def test_default_per_class_scores_a_small_class_with_all_its_members() -> None:
+    x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    labels = np.r_[np.zeros(54, int), np.ones(6, int)]
+    res = filter_dataset(x, labels=labels, outliers=0.1, similar=0.0)  # per class by default
+    assert res.counts["outlier"] == 6
+    assert res.params["groups"]["1"]["k"] == 5  # the 6-item class: its 5 other members
+    assert "k" not in res.params["groups"]["0"]
+    with pytest.raises(ConfigError, match="class 1 has 6 items"):
+        filter_dataset(x, labels=labels, outliers=0.1, similar=0.0, per_class=True)

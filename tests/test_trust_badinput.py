@@ -567,7 +567,7 @@ EMBED_FILTER = [
         "filter-fewer-items-than-neighbours",
         _filter(_x(4), outliers=0.25, similar=0.0),
         ConfigError,
-        ("has 4 items but the outlier score needs more than k=5", "lower k"),
+        ("has 4 items but the outlier score needs more than k=10", "lower k"),
     ),
     Case(
         "filter-class-smaller-than-k-plus-1",

@@ -154,6 +154,7 @@ def filter_dataset(
             raise ConfigError(
                 f"label_scores must be ({n},) finite values, got shape {label_scores.shape}"
             )
+    auto_groups = per_class is None
     if per_class is None:
         per_class = data.labels is not None or data.predictions is not None
     REDUCERS.get(reduce)
@@ -207,8 +208,11 @@ def filter_dataset(
         n_copies = int(gone.shape[0])
     # The stages below see the pool only, with fractions that keep the global counts:
     # ceil(outliers x N) outliers, and the near-duplicates the copies left.
-    o_pool = min(whole.outliers / pool.shape[0], 1.0)
-    s_pool = min((whole.similar - n_copies) / pool.shape[0], 1.0)
+    if pool.shape[0] == n:  # nothing went first: the thesis's own fractions and rounding
+        o_pool, s_pool = outliers, similar
+    else:
+        o_pool = min(whole.outliers / pool.shape[0], 1.0)
+        s_pool = min((whole.similar - n_copies) / pool.shape[0], 1.0)
 
     groups, label_source = _groups(data.labels, data.predictions, per_class)
     if per_class:
@@ -220,8 +224,15 @@ def filter_dataset(
         names = np.array(["all"])
         budgets = [global_budget(pool.shape[0], outliers=o_pool, similar=s_pool)]
         members = [pool]
+    group_k = [k] * len(members)
     if outliers > 0:
-        for name, rows, budget in zip(names, members, budgets, strict=True):
+        for g, (name, rows, budget) in enumerate(zip(names, members, budgets, strict=True)):
+            capped = auto_groups and per_class and rows.shape[0] > 1
+            if budget.outliers and rows.shape[0] <= k and capped:
+                # Per class by default only: a class smaller than k + 1 is scored with all its
+                # other members as neighbours (recorded as the group's "k"), not refused.
+                group_k[g] = int(rows.shape[0]) - 1
+                continue
             if budget.outliers and rows.shape[0] <= k:
                 label = name.item() if isinstance(name, np.generic) else name
                 where = f"class {label!r} has" if per_class else "the data set has"
@@ -232,8 +243,8 @@ def filter_dataset(
 
     out_score = np.zeros(n, dtype=np.float64) if outliers > 0 else None
     reports: dict[str, Any] = {}
-    items = list(zip(names, members, budgets, strict=True))
-    for name, rows, budget in track(items, total=len(items), desc="filter"):
+    items = list(zip(names, members, budgets, group_k, strict=True))
+    for name, rows, budget, k_group in track(items, total=len(items), desc="filter"):
         report = _filter_group(
             rows,
             budget,
@@ -245,13 +256,15 @@ def filter_dataset(
             out_score=out_score,
             rep_id=rep_id,
             outlier_score=outlier_score,
-            k=k,
+            k=k_group,
             min_cluster_size=min_cluster_size,
             method=method,
             seed=seed,
             duplicate_options=duplicate_options or {},
             signal=signal,
         )
+        if k_group != k:
+            report["k"] = k_group
         reports[str(name.item() if isinstance(name, np.generic) else name)] = report
 
     if n_copies:
