@@ -43,7 +43,7 @@ from thresher.filter.neighbours import NeighbourIndex, normalise_rows
 from thresher.filter.pipeline import preset
 from thresher.models import model_spec, transform_for
 from thresher.planted import FAMILY, KINDS, plant, score_ranking
-from thresher.train import fit, get_recipe
+from thresher.train import fit, get_recipe, predict
 
 DEFAULTS = {
     "mnist": ("mnist_lenet", "fashion-mnist", 3),
@@ -123,7 +123,14 @@ def main() -> None:
     tf = transform_for(model)
     trained = fit(model, data, recipe=recipe, seed=args.seed, transform=tf)
     t_train = time.perf_counter() - t0
-    print(f"trained {model} for {epochs} epochs in {t_train:.0f} s", flush=True)
+    test = load_dataset(args.dataset, root=args.root, split="test")
+    test_logits = predict(trained.model, test, transform=tf)
+    test_accuracy = float((test_logits.argmax(1) == test.labels).mean())
+    print(
+        f"trained {model} for {epochs} epochs in {t_train:.0f} s: test accuracy "
+        f"{100 * test_accuracy:.2f}% (on the corrupted set, as a user would)",
+        flush=True,
+    )
     probs = cross_val_pred_probs(model, data, folds=5, recipe=recipe, seed=args.seed, transform=tf)
     t_cv = time.perf_counter() - t0 - t_train
     print(f"5-fold out-of-sample probabilities in {t_cv:.0f} s", flush=True)
@@ -236,6 +243,7 @@ def main() -> None:
         "planted": record.counts,
         "model": model,
         "epochs": epochs,
+        "test_accuracy": test_accuracy,
         "foreign": foreign_name,
         "seed": args.seed,
         "shares": shares,

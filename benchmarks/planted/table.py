@@ -15,7 +15,9 @@ def table(path: str) -> str:
     methods = ["thresher", "thesis", "cleanlab"]
     lines = [
         f"**{res['dataset']}** ({res['n_total']} images: {res['n_clean']} clean + planted; "
-        f"{res['model']}, {res['epochs']} epochs; {res['wall_seconds']:.0f} s)",
+        f"{res['model']}, {res['epochs']} epochs"
+        + (f", test accuracy {100 * res['test_accuracy']:.1f}%" if "test_accuracy" in res else "")
+        + f"; {res['wall_seconds']:.0f} s)",
         "",
     ]
     for layer in dict.fromkeys(r["layer"] for r in res["scores"]):
