@@ -93,6 +93,7 @@ class TrainRunResult:
     seconds: float
     images_per_second: float
     device: str
+    precision: str = "fp32"
     history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,8 +110,13 @@ def train_run(
     seed: int = 0,
     device: str | None = None,
     overwrite: bool = False,
+    precision: str | None = None,
 ) -> TrainRunResult:
-    """Train ``model`` on ``data``'s training split, test it, and store it all in ``out``."""
+    """Train ``model`` on ``data``'s training split, test it, and store it all in ``out``.
+
+    ``precision`` (auto, fp32, bf16, fp16) overrides the recipe's and is stored in the run's
+    recipe, so later retraining (evaluate, compare, reduce) uses it too; ``auto`` is resolved
+    to what this device runs before it is stored."""
     from thresher.device import resolve_device
     from thresher.evaluate import class_metrics
     from thresher.models import model_spec, transform_for
@@ -122,6 +128,10 @@ def train_run(
         rec = rec.replace(epochs=epochs)
     data = data.resolved()
     dev = resolve_device(device)
+    if precision is not None:
+        from thresher.precision import resolve_precision
+
+        rec = rec.replace(precision=resolve_precision(precision, dev))
     train = data.load("train")
     test = data.load("test")
     _check_compatible(train, test)
@@ -146,7 +156,7 @@ def train_run(
     result = fit(model, train, recipe=rec, seed=seed, device=dev, transform=transform)
     seconds = time.perf_counter() - start
     save_checkpoint(result, run.file(WEIGHTS))
-    logits = predict(result.model, test, transform=transform, device=dev)
+    logits = predict(result.model, test, transform=transform, device=dev, precision=rec.precision)
     m = class_metrics(
         test.require_labels("testing"), logits.argmax(1), num_classes=train.num_classes
     )
@@ -174,6 +184,7 @@ def train_run(
         seconds=seconds,
         images_per_second=len(train) * rec.epochs / seconds,
         device=str(dev),
+        precision=result.precision,
         history=history,
     )
     run.record_step("train", {k: v for k, v in out_result.to_dict().items() if k != "history"})

@@ -232,6 +232,13 @@ def train_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
     root: RootOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (bf16 where the CPU/GPU has it), fp32, bf16 or fp16 (default: the "
+            "recipe's, fp32). Stored in the run's recipe: evaluate and compare retrain with it."
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Train on a stratified N-sample subset.")
     ] = None,
@@ -263,6 +270,7 @@ def train_cmd(
         model=model,
         recipe=recipe,
         epochs=epochs,
+        precision=precision,
         seed=seed,
         device=device,
         overwrite=overwrite,

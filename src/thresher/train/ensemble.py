@@ -179,6 +179,10 @@ def _fit_stack(
     transform: Transform | str | None,
 ) -> list[TrainResult]:
     """Train ``len(seeds)`` models with equal-sized subsets as one stacked module."""
+    from thresher.precision import autocast, resolve_precision
+
+    prec = resolve_precision(recipe.precision, dev)
+    scaler = torch.amp.GradScaler("cuda") if prec == "fp16" else None
     labels = check_trainable(train)
     tf = resolve_transform(model, transform)
     nets = [
@@ -234,7 +238,8 @@ def _fit_stack(
                 lr = recipe.lr_at(step, steps_per_epoch=len(bounds))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                logits = stacked(x_in)  # (M, B, K)
+                with autocast(prec, dev):
+                    logits = stacked(x_in).float()  # (M, B, K)
                 per_sample = F.cross_entropy(
                     logits.flatten(0, 1),
                     yb.flatten(),
@@ -243,8 +248,13 @@ def _fit_stack(
                 ).view(m, b - a)
                 model_loss = per_sample.mean(1)  # (M,): each model's own mean loss
                 optimizer.zero_grad(set_to_none=True)
-                model_loss.sum().backward()
-                optimizer.step()
+                if scaler is not None:
+                    scaler.scale(model_loss.sum()).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    model_loss.sum().backward()
+                    optimizer.step()
                 step += 1
                 loss_sum += model_loss.detach() * (b - a)
                 correct += (logits.detach().argmax(-1) == yb).sum(1)
@@ -276,6 +286,7 @@ def _fit_stack(
             model_name=model_name_of(model),
             device=str(dev),
             stacked=True,
+            precision=prec,
         )
         for net, hist, s in zip(singles, histories, seeds, strict=True)
     ]

@@ -43,6 +43,8 @@ class Recipe:
             ``None`` = never.
         drw_beta: the class-balanced weights' ``beta``.
         ldam_max_margin, ldam_scale: LDAM's largest margin and its logit scale ``s``.
+        precision: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"``
+            (:mod:`thresher.precision`).
     """
 
     name: str = "custom"
@@ -64,6 +66,7 @@ class Recipe:
     drw_beta: float = 0.9999
     ldam_max_margin: float = 0.5
     ldam_scale: float = 30.0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", tuple(self.augment))
@@ -104,6 +107,12 @@ class Recipe:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        from thresher.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}"
+            )
         self._check_loss()
 
     def _check_loss(self) -> None:

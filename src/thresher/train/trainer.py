@@ -69,6 +69,7 @@ class TrainResult:
         model_name: registry name, or ``None`` for a user module/builder.
         device: where it was trained ("cpu", "cuda:0").
         stacked: ``True`` when it was trained side by side with others (``train_many``).
+        precision: the resolved precision it was trained in (``fp32``, ``bf16``, ``fp16``).
     """
 
     model: nn.Module
@@ -81,6 +82,7 @@ class TrainResult:
     model_name: str | None = None
     device: str = "cpu"
     stacked: bool = False
+    precision: str = "fp32"
 
     @property
     def seconds(self) -> float:
@@ -100,6 +102,7 @@ class TrainResult:
             "in_channels": self.in_channels,
             "device": self.device,
             "stacked": self.stacked,
+            "precision": self.precision,
             "recipe": self.recipe.to_dict(),
             "history": [vars(e).copy() for e in self.history],
         }
@@ -264,6 +267,7 @@ def fit(
     device: str | torch.device | None = None,
     transform: Transform | str | None = None,
     indices: np.ndarray | Sequence[int] | None = None,
+    precision: str | None = None,
 ) -> TrainResult:
     """Train one model on ``train`` (or the rows ``indices`` of it).
 
@@ -277,20 +281,33 @@ def fit(
     device : "cpu", "cuda", ...; default CUDA when present.
     transform : uint8 batch -> model input on the device; default the architecture's own.
     indices : ``(K,)`` positions in ``train`` to train on; default all.
+    precision : ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (:mod:`thresher.precision`);
+        default the recipe's. An unsupported one is refused before any training.
 
     Returns
     -------
-    TrainResult with the model in eval mode on the CPU. Same seed and data on the CPU give
-    identical weights.
+    TrainResult with the model in eval mode on the CPU. Same seed, data, precision and thread
+    count on the CPU give identical weights.
     """
+    from thresher.precision import (
+        autocast,
+        memory_format,
+        resolve_precision,
+        to_input,
+        use_channels_last,
+    )
+
     recipe_ = resolve_recipe(model, recipe)
     labels = check_trainable(train)
     idx = check_indices(indices, len(train), what="indices")
     dev = resolve_device(device)
+    prec = resolve_precision(precision or recipe_.precision, dev)
     tf = resolve_transform(model, transform)
     net = build_model(model, seed=seed, num_classes=train.num_classes, in_channels=train.channels)
     net.to(dev).train()
     check_model_fits(net, tf, train, device=dev)
+    channels_last = use_channels_last(prec, net)
+    scaler = torch.amp.GradScaler("cuda") if prec == "fp16" else None
 
     x_dev = images_to_device(train.images[idx], dev)
     y_dev = torch.from_numpy(labels[idx]).to(dev)
@@ -303,7 +320,7 @@ def fit(
     history: list[EpochStats] = []
     step = 0
     # Dropout draws from the global RNG: seed it for this run, then restore the caller's state.
-    with seeded_rng(seed, dev):
+    with seeded_rng(seed, dev), memory_format(net, channels_last):
         for epoch in range(1, recipe_.epochs + 1):
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=gen, device=dev)
@@ -319,11 +336,17 @@ def fit(
                 lr = recipe_.lr_at(step, steps_per_epoch=len(bounds))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                logits = net(tf(xb))
-                loss = criterion(logits, yb, epoch=epoch)
+                with autocast(prec, dev):
+                    logits = net(to_input(tf(xb), channels_last))
+                    loss = criterion(logits.float(), yb, epoch=epoch)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
                 step += 1
                 loss_sum += loss.detach() * (b - a)
                 correct += (logits.detach().argmax(1) == yb).sum()
@@ -351,6 +374,7 @@ def fit(
         in_channels=train.channels,
         model_name=model_name_of(model),
         device=str(dev),
+        precision=prec,
     )
 
 
@@ -365,6 +389,7 @@ def predict(
     transform: Transform | str,
     batch_size: int = 1024,
     device: str | torch.device | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Logits of ``model`` for every image, in order.
 
@@ -374,6 +399,8 @@ def predict(
     data : an ImageDataset or ``(N, C, H, W)`` stored pixels (uint8, or float in [0, 1]).
     transform : the model's input transform, or a registry name for its own.
     batch_size : images per forward pass.
+    precision : ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"``; logits come back as
+        float32 either way.
 
     Returns
     -------
@@ -389,18 +416,22 @@ def predict(
             f"predict needs (N, C, H, W) images, got {getattr(images, 'shape', type(images))}; "
             "add a channel axis for grey images"
         )
+    from thresher.precision import autocast, resolve_precision
+
     tf = transform_for(transform) if isinstance(transform, str) else transform
     dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
     first = next(iter(model.parameters()), None)
     home = first.device if first is not None else torch.device("cpu")
     was_training = model.training
     batch_dim = int(getattr(model, "output_batch_dim", 0))
     model.to(dev).eval()
     try:
-        outs = [
-            model(tf(images[a : a + batch_size].to(dev))).float().cpu()
-            for a in range(0, images.shape[0], batch_size)
-        ]
+        with autocast(prec, dev):
+            outs = [
+                model(tf(images[a : a + batch_size].to(dev))).float().cpu()
+                for a in range(0, images.shape[0], batch_size)
+            ]
     finally:
         model.to(home).train(was_training)
     return torch.cat(outs, dim=batch_dim).numpy()
