@@ -47,14 +47,19 @@ def images_for(model: str, n: int, root: str) -> ImageDataset:
     )
 
 
-def gemm_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+def gemm_flops(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+    size = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     a @ b  # warm up
     best = float("inf")
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         t = time.perf_counter()
         a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
     return 2 * size**3 / best
 
@@ -68,9 +73,11 @@ def flops_per_image(model: str, data: ImageDataset, batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
-def throughput(model: str, data: ImageDataset, precision: str, epochs: int) -> float:
+def throughput(
+    model: str, data: ImageDataset, precision: str, epochs: int, device: torch.device
+) -> float:
     rec = get_recipe(model_spec(model).recipe).replace(epochs=epochs, augment=())
-    res = fit(model, data, recipe=rec, seed=0, precision=precision)
+    res = fit(model, data, recipe=rec, seed=0, precision=precision, device=device)
     return len(data) * epochs / res.seconds
 
 
@@ -81,15 +88,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--root", default=os.environ.get("THRESHER_DATA", "../shared/data"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    auto = resolve_precision("auto", torch.device("cpu"))
-    peak_bf16, peak_fp32 = gemm_flops(torch.bfloat16), gemm_flops(torch.float32)
-    print(f"threads {args.threads}; auto resolves to {auto} on this CPU")
-    print(f"matmul 2048^3: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s")
+    device = torch.device(args.device)
+    auto = resolve_precision("auto", device)
+    half = torch.bfloat16 if auto == "bf16" else torch.float16
+    peak_bf16, peak_fp32 = gemm_flops(half, device), gemm_flops(torch.float32, device)
+    print(f"{device.type}, threads {args.threads}; auto resolves to {auto}")
+    print(f"matmul: {auto} {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s")
     print(f"{'model':12s} {'fp32 img/s':>11s} {'auto img/s':>11s} {'ratio':>6s} "
-          f"{'GFLOP/img':>10s} {'fp32 %peak':>10s} {'auto %bf16 peak':>15s}")  # fmt: skip
+          f"{'GFLOP/img':>10s} {'fp32 %peak':>10s} {'auto %half peak':>15s}")  # fmt: skip
     for model in args.models.split(","):
         data = images_for(model, args.images, args.root)
         rec = get_recipe(model_spec(model).recipe)
@@ -97,7 +107,7 @@ def main() -> None:
         best = {"fp32": 0.0, auto: 0.0}
         for _ in range(args.repeats):  # interleaved: both see the same machine state
             for p in best:
-                best[p] = max(best[p], throughput(model, data, p, args.epochs))
+                best[p] = max(best[p], throughput(model, data, p, args.epochs, device))
         r32, rau = best["fp32"], best[auto]
         print(
             f"{model:12s} {r32:11.0f} {rau:11.0f} {rau / r32:5.2f}x {fpi / 1e9:10.4f} "

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every GPU check and GPU benchmark of the project, in one run (< 10 minutes on one H100/H200).
+# Run it first whenever a session has a GPU (`device` tool): it prints its figures; copy them
+# into docs/ with the date and the GPU's name.
+#   bash benchmarks/gpu/suite.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+export THRESHER_DATA=${THRESHER_DATA:-../shared/data}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+echo "== GPU tests (pytest -m gpu)"
+"$PY" -m pytest -q -p no:cacheprovider -m gpu --timeout 300 || echo "GPU TESTS FAILED"
+echo "== training throughput, fp32 against auto (bf16 or fp16 autocast), on CUDA"
+"$PY" benchmarks/bench_precision.py --device cuda --images 20000 --epochs 2 --repeats 2
+echo "== many models at once (stacked) against one after another, on CUDA"
+"$PY" benchmarks/bench_ensemble.py --device cuda --n 8 || true
