@@ -100,3 +100,31 @@ def test_train_diagnose_report_end_to_end(tmp_path: Path, cli: Cli) -> None:
     assert "Not computed" not in page
     assert page.count("data:image/png;base64,") >= 7
     assert 'src="http' not in page  # self-contained
+
+
+def test_report_lists_label_issues_when_the_run_has_them(tmp_path: Path) -> None:
+    from thresher.filter.labels import LabelIssues
+
+    run = _fake_run(tmp_path / "r")
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    save_result(run, "top_features", top_features(rng.normal(size=(60, 4)), y, top_k=2))
+    assert "id='label-issues'" not in build_report([run])
+    score = np.linspace(0.0, 1.0, 60)
+    issues = LabelIssues(
+        ids=np.array([f"s{i:02d}" for i in range(60)]),
+        labels=y,
+        is_label_issue=score > 0.9,
+        label_score=score,
+        suggested_label=(y + 1) % 3,
+        params={"method": "ensemble", "folds": 5},
+    )
+    run.write_table("labels/result.parquet", issues.to_table())
+    run.write_json("labels/params.json", issues.params)
+    page = build_report([run])
+    assert "id='label-issues'" in page
+    assert "label issues: 6/60" in page
+    # the most suspect first: s59 (label c, suggested a) heads the table
+    first = page.index("<td>s59</td>")
+    assert first < page.index("<td>s58</td>")
+    assert "<td>s59</td><td>c</td><td>a</td><td>1.000</td><td>yes</td>" in page

@@ -7,6 +7,7 @@ suggested_label), ``RUN/labels/params.json`` and the out-of-sample probabilities
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -76,14 +77,7 @@ def labels_run(
     run.write_table("labels/result.parquet", issues.to_table())
     run.write_json("labels/params.json", params)
     run.record_step("labels", {**params, "summary": issues.summary()})
-    return LabelIssues(
-        ids=issues.ids,
-        labels=issues.labels,
-        is_label_issue=issues.is_label_issue,
-        label_score=issues.label_score,
-        suggested_label=issues.suggested_label,
-        params=params,
-    )
+    return dataclasses.replace(issues, params=params)
 
 
 def load_label_issues(run: Run) -> LabelIssues:

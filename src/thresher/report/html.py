@@ -100,6 +100,8 @@ def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
         + "".join(f"<li><a href='#{sid}'>{html.escape(h)} ({p})</a></li>" for sid, h, p in SECTIONS)
         + "</ul></nav>",
     ]
+    if any(r.exists("labels/result.parquet") for r in runs):
+        parts.append(_label_issues_section(runs, labels))
     for sid, heading, paper in SECTIONS:
         parts.append(
             f"<section id='{sid}'><h2>{html.escape(heading)} <small>({paper})</small></h2>"
@@ -119,6 +121,50 @@ def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+LABEL_ROWS = 20  # suspects listed per run
+
+
+def _label_issues_section(runs: Sequence[Run], labels: list[str]) -> str:
+    """Likely mislabelled training images (``thresher labels``), most suspect first."""
+    import numpy as np
+
+    from thresher.run_labels import load_label_issues
+
+    cols = []
+    for run, label in zip(runs, labels, strict=True):
+        if not run.exists("labels/result.parquet"):
+            continue
+        issues = load_label_issues(run)
+        names = list(run.config.get("classes", []))
+
+        def cls(c: int, names: list[str] = names) -> str:
+            return names[c] if 0 <= c < len(names) else str(c)
+
+        order = np.lexsort((issues.ids, -issues.label_score))[:LABEL_ROWS]
+        rows = [["id", "label", "suggested", "label score", "flagged"]]
+        rows += [
+            [
+                str(issues.ids[i]),
+                cls(int(issues.labels[i])),
+                cls(int(issues.suggested_label[i])),
+                f"{issues.label_score[i]:.3f}",
+                "yes" if issues.is_label_issue[i] else "no",
+            ]
+            for i in order
+        ]
+        cols.append(
+            f"<div><h3>{html.escape(label)}</h3><p>{html.escape(issues.summary())} "
+            f"({html.escape(str(issues.params.get('method', '')))}, "
+            f"{issues.params.get('folds', '?')} folds)</p>{_table(rows)}</div>"
+        )
+    return (
+        "<section id='label-issues'><h2>Label issues <small>(confident learning, "
+        "cleanlab)</small></h2><p class='note'>Out-of-sample probabilities from cross-validated "
+        "training; remove them with <code>thresher filter RUN --label-issues PCT</code>.</p>"
+        f"<div class='cols'>{''.join(cols)}</div></section>"
+    )
 
 
 def _missing(name: str) -> str:
