@@ -15,7 +15,7 @@ Usage::
 
     python benchmarks/bench_reduce_iteration.py --root ../shared/data --p0 100 --epochs 1
     python benchmarks/bench_reduce_iteration.py --root ../shared/data --p0 2000 --epochs 15 \
-        --only-fast   # the paper's MNIST iteration
+        --only-fast [--precision auto]   # the paper's MNIST iteration
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--only-fast", action="store_true")
+    ap.add_argument(
+        "--precision", default="fp32", help="training precision of the fast path (fp32, auto)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,7 +121,7 @@ def main() -> None:
         iteration=0,
         orders=class_orders(train.labels, 10, seed=0),
     )
-    recipe = get_recipe("paper-mnist").replace(epochs=args.epochs)
+    recipe = get_recipe("paper-mnist").replace(epochs=args.epochs, precision=args.precision)
     scorer = TrainScorer(train, val, model=args.model, recipe=recipe, device=dev)
     best = {"fast": float("inf"), "straightforward": float("inf")}
     for _ in range(args.repeats):
@@ -135,7 +138,8 @@ def main() -> None:
             best["straightforward"] = min(best["straightforward"], time.perf_counter() - t0)
     print(
         f"{args.model}, |I| = {len(positions)} (p0 {args.p0}), {args.epochs} epoch(s), "
-        f"validation {len(val)}, {dev}, threads {torch.get_num_threads()}"
+        f"validation {len(val)}, {dev}, threads {torch.get_num_threads()}, "
+        f"precision {args.precision}"
     )
     print(f"fast path      : {best['fast']:8.2f} s  (accuracy {score.accuracy:.4f})")
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in scorer.last_seconds.items())

@@ -193,3 +193,22 @@ def _removed_ids(folder: Path) -> set[str]:
     table = pq.read_table(folder / "result.parquet")
     kept = table.column("kept").to_pylist()
     return {i for i, k in zip(table.column("id").to_pylist(), kept, strict=True) if not k}
+
+
+def test_filter_tags_differ_whenever_the_settings_would_change_the_result() -> None:
+    from thresher.run_filter import FilterSettings
+
+    variants = [
+        FilterSettings(),
+        FilterSettings(per_class=True),
+        FilterSettings(per_class=False),
+        FilterSettings(preset="thesis"),
+        FilterSettings(preset="thesis", per_class=True),
+        FilterSettings(k=5),
+        FilterSettings(normalise="none"),
+        FilterSettings(copies=False),
+        FilterSettings(label_issues=0.02),
+    ]
+    tags = [v.tag() for v in variants]
+    assert len(set(tags)) == len(tags), tags
+    assert FilterSettings().tag() == "o5-s5-pca128-auto-auto-auto-seed0"

@@ -91,11 +91,13 @@ class FilterSettings:
             parts.insert(2, f"l{_pct(self.label_issues)}")
         if self.layer:
             parts.insert(0, self.layer.replace(".", "_"))
-        if self.preset != "default" or opts != preset(self.preset):
+        # per_class is already in the tag; the other preset settings are named when changed.
+        same = {k: v for k, v in opts.items() if k != "per_class"} == {
+            k: v for k, v in preset(self.preset).items() if k != "per_class"
+        }
+        if self.preset != "default" or not same:
             extra = f"{opts['normalise']}-k{opts['k']}-{'copies' if opts['copies'] else 'nocopies'}"
-            parts.insert(
-                0, self.preset if opts == preset(self.preset) else f"{self.preset}-{extra}"
-            )
+            parts.insert(0, self.preset if same else f"{self.preset}-{extra}")
         return "-".join(parts)
 
 
