@@ -6,8 +6,8 @@ Two steps, kept apart so that either can come from elsewhere:
    ``folds`` stratified folds and each fold is predicted by a model trained on the others
    (Thresher's own trainer), so no image is scored by a model that saw its label.
 2. :func:`label_issues` — cleanlab's confident learning on those probabilities
-   (``cleanlab.filter.find_label_issues`` for the flagged set, ``cleanlab.rank.
-   get_label_quality_scores`` for the ranking).
+   (``cleanlab.filter.find_label_issues`` for how many labels are wrong, ``cleanlab.rank.
+   get_label_quality_scores`` for the ranking; the flagged ones are that many highest scores).
 
 ``method="ensemble"`` (the default) mixes the out-of-sample probabilities with those of a
 k-nearest-neighbour vote in the model's embedding space (weight :data:`VOTE_WEIGHT`), then ranks
@@ -40,7 +40,8 @@ class LabelIssues:
     Attributes:
         ids: ``(N,)`` sample ids.
         labels: ``(N,)`` the given labels.
-        is_label_issue: ``(N,)`` bool, cleanlab's confident-learning verdict.
+        is_label_issue: ``(N,)`` bool: as many as cleanlab's confident learning finds wrong,
+            the highest ``label_score`` first (ties by id).
         label_score: ``(N,)`` in ``[0, 1]``, higher = the given label is more likely wrong
             (``1 - label quality``).
         suggested_label: ``(N,)`` the most probable class under the probabilities used.
@@ -138,6 +139,8 @@ def label_issues(
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
+    from thresher.filter.outliers import select_top
+
     if method not in LABEL_METHODS:
         raise ConfigError(
             f"unknown label-issue method {method!r} (valid: {', '.join(LABEL_METHODS)})"
@@ -173,18 +176,22 @@ def label_issues(
     rank_by = "self_confidence"
     probs = probs / probs.sum(axis=1, keepdims=True)
     quality = get_label_quality_scores(y, probs, method=rank_by)
-    # cleanlab needs every class present in the labels it is given; absent ones are skipped.
-    flagged = (
-        np.asarray(find_label_issues(y, probs), dtype=bool)
-        if (counts > 0).all()
-        else (quality < 0.5)
-    )
     ids_arr = np.asarray(ids if ids is not None else np.arange(n).astype(str)).astype(str)
+    score = np.clip(1.0 - np.asarray(quality, dtype=np.float64), 0.0, 1.0)
+    # Confident learning says how many labels are wrong; the flagged ones are the highest
+    # scores, so the verdict never contradicts the ranking (cleanlab's own set can leave a
+    # top-ranked image unflagged when its class pair's estimated noise rate is zero).
+    # cleanlab needs every class present in the labels it is given.
+    if (counts > 0).all():
+        how_many = int(np.asarray(find_label_issues(y, probs), dtype=bool).sum())
+    else:
+        how_many = int((quality < 0.5).sum())
+    flagged = select_top(score, ids_arr, how_many)
     return LabelIssues(
         ids=ids_arr,
         labels=y,
         is_label_issue=flagged,
-        label_score=np.clip(1.0 - np.asarray(quality, dtype=np.float64), 0.0, 1.0),
+        label_score=score,
         suggested_label=probs.argmax(axis=1).astype(np.int64),
         params={
             "method": method,
