@@ -168,12 +168,22 @@ def copy_scores(
         empty = np.empty((0, 2), dtype=np.int64)
         return CopyScores(empty, np.empty(0, np.float32), row_score, best_match)
     scale = 255.0 if images.dtype == np.uint8 else 1.0
-    x = torch.from_numpy(np.ascontiguousarray(images)).float() / scale
-    spaces = [_thumbnails(x, min(8, *x.shape[2:])), _spectrum(x, 6)]
+
+    def pixels(rows: np.ndarray | slice) -> torch.Tensor:
+        # Float copies are made block by block: the stored (often uint8) array is never
+        # duplicated whole, so memory stays that of the data set plus one block.
+        return torch.from_numpy(np.ascontiguousarray(images[rows])).float() / scale
+
+    h, w = images.shape[2:]
+    thumbs, spectra = [], []
+    for a in range(0, n, _PAIR_BLOCK):
+        block = pixels(slice(a, a + _PAIR_BLOCK))
+        thumbs.append(_thumbnails(block, min(8, h, w)))
+        spectra.append(_spectrum(block, 6))
+    spaces = [np.concatenate(thumbs), np.concatenate(spectra)]
     if embeddings is not None:
         spaces.append(normalise_rows(np.asarray(embeddings, dtype=np.float32)))
     pairs = _candidates(spaces, k, seed)
-    h, w = x.shape[2:]
     shift = max(0, min(max_shift, (min(h, w) - 1) // 4))  # keep the template at least half
     aligner = _Aligner(h, w, shift)
     sim = np.empty(pairs.shape[0], dtype=np.float32)
@@ -181,8 +191,8 @@ def copy_scores(
     with torch.inference_mode():
         for s in track(starts, total=len(starts), desc="aligned copies"):
             blk = pairs[s : s + _PAIR_BLOCK]
-            va = _views(x[torch.from_numpy(blk[:, 0])], crops)
-            vb = _views(x[torch.from_numpy(blk[:, 1])], crops)
+            va = _views(pixels(blk[:, 0]), crops)
+            vb = _views(pixels(blk[:, 1]), crops)
             a0 = aligner.template(va[0])
             b_targets = [aligner.target(v) for v in vb]
             best = aligner.best(a0, b_targets[0])
