@@ -101,12 +101,17 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="random images instead of data")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--precision", default="fp32", help="training precision of every arm (fp32, auto, bf16)"
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("THRESHER_PROGRESS", "0")
     device = resolve_device(args.device)
     ds = load_images(args)
-    recipe = get_recipe(model_spec(args.model).recipe).replace(epochs=args.epochs)
+    recipe = get_recipe(model_spec(args.model).recipe).replace(
+        epochs=args.epochs, precision=args.precision
+    )
     if args.batch_size:
         recipe = recipe.replace(batch_size=args.batch_size)
     seeds = list(range(args.n))
@@ -114,7 +119,8 @@ def main() -> None:
     print(
         f"{args.model}: {len(ds)} {'synthetic' if args.synthetic else ds.name} images, "
         f"{args.epochs} epoch(s), batch {recipe.batch_size}, device {device}, "
-        f"torch threads {torch.get_num_threads()}"
+        f"torch threads {torch.get_num_threads()}, precision {args.precision} "
+        "(the plain DataLoader loop stays fp32)"
     )
     # Warm-up (allocator, kernels, lazy imports) outside every timing.
     fit(args.model, ds.take(np.arange(min(256, len(ds)))), recipe=recipe, device=device)
