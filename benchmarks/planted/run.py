@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--layers", default="", help="comma-separated extra layers to embed")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="fp32", help="training precision (fp32, auto)")
     ap.add_argument("--root", default=os.environ.get("THRESHER_DATA", "../shared/data"))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -119,7 +120,7 @@ def main() -> None:
     ids = data.ids
     n = len(data)
     print(f"planted {args.dataset}: {n} images, {record.counts}", flush=True)
-    recipe = get_recipe(model_spec(model).recipe).replace(epochs=epochs)
+    recipe = get_recipe(model_spec(model).recipe).replace(epochs=epochs, precision=args.precision)
     tf = transform_for(model)
     trained = fit(model, data, recipe=recipe, seed=args.seed, transform=tf)
     t_train = time.perf_counter() - t0
@@ -243,6 +244,7 @@ def main() -> None:
         "planted": record.counts,
         "model": model,
         "epochs": epochs,
+        "precision": args.precision,
         "test_accuracy": test_accuracy,
         "foreign": foreign_name,
         "seed": args.seed,
