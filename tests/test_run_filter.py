@@ -212,3 +212,28 @@ def test_filter_tags_differ_whenever_the_settings_would_change_the_result() -> N
     tags = [v.tag() for v in variants]
     assert len(set(tags)) == len(tags), tags
     assert FilterSettings().tag() == "o5-s5-pca128-auto-auto-auto-seed0"
+
+
+def test_unknown_preset_or_normalisation_is_refused_before_anything_runs(
+    cli: Cli, run_dir: Path
+) -> None:
+    before = (
+        sorted(p.name for p in (run_dir / "filter").iterdir())
+        if (run_dir / "filter").exists()
+        else []
+    )
+    code, _, err = cli(["filter", str(run_dir), "--preset", "thesys"])
+    assert code == 2
+    assert "unknown filter preset 'thesys' (valid: default, thesis)" in err
+    code, _, err = cli(["filter", str(run_dir), "--normalise", "l1"])
+    assert code == 2
+    assert "unknown normalise 'l1' (valid: l2, none)" in err
+    code, _, err = cli(["filter", str(run_dir), "--k", "0"])
+    assert code == 2
+    assert "k (outlier-score neighbours) must be >= 1" in err
+    after = (
+        sorted(p.name for p in (run_dir / "filter").iterdir())
+        if (run_dir / "filter").exists()
+        else []
+    )
+    assert after == before
