@@ -7,7 +7,7 @@ and an fp32 matrix multiply (the machine's practical peak) and each model's FLOP
 image (``torch.utils.flop_counter``, forward + backward), so each line says how far the trainer
 is from the limit.
 
-    python benchmarks/bench_precision.py                 # the four models, 2 threads
+    python benchmarks/bench_precision.py                 # the five models, 2 threads
     python benchmarks/bench_precision.py --models mnist_lenet --images 8000
 
 The paper nets train on real MNIST images (``$THRESHER_DATA``); the CIFAR nets on random
@@ -30,7 +30,7 @@ from thresher.models import create_model, model_spec, transform_for
 from thresher.precision import resolve_precision
 from thresher.train import fit, get_recipe
 
-MODELS = ("mnist_lenet", "fmnist_cnn", "cifar_small", "resnet32")
+MODELS = ("mnist_lenet", "fmnist_cnn", "cifar_small", "resnet32", "cifar_fast")
 
 
 def images_for(model: str, n: int, root: str) -> ImageDataset:

@@ -47,6 +47,22 @@ def test_nan_images_are_named_by_id() -> None:
         make(4, images=images, labels=None, ids=[f"s{i}" for i in range(4)])
 
 
+def test_float_images_outside_0_1_are_refused_with_the_fix() -> None:
+    pixels = np.full((4, 1, 2, 2), 200.0, np.float32)  # 0-255 values stored as floats
+    with pytest.raises(DataError, match=r"float images must lie in \[0, 1\].*divide by 255"):
+        make(4, images=pixels, labels=None, ids=[f"s{i}" for i in range(4)])
+    with pytest.raises(DataError, match=r"values in \[-1, 0.5\]; rescale them to \[0, 1\]"):
+        make(
+            4,
+            images=np.full((4, 1, 2, 2), 0.5, np.float32)
+            - np.eye(2, dtype=np.float32)[None, None] * 1.5,
+            labels=None,
+            ids=[f"s{i}" for i in range(4)],
+        )
+    ok = make(4, images=pixels / 255, labels=None, ids=[f"s{i}" for i in range(4)])
+    assert float(ok.images.max()) == pytest.approx(200 / 255)
+
+
 def test_subset_by_ids_keeps_order_and_content() -> None:
     ds = make()
     sub = ds.subset(["s4", "s1"])

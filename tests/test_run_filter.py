@@ -237,3 +237,51 @@ def test_unknown_preset_or_normalisation_is_refused_before_anything_runs(
         else []
     )
     assert after == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--keep", "90,90"], "kept percentage 90 twice"),
+        (["--methods", "random,random"], "method random twice"),
+        (["--seeds", "0"], "--seeds must be an integer >= 1"),
+        (["--precision", "fp16"], "fp16 training needs a CUDA GPU"),
+        (["--precision", "half"], "unknown precision 'half'"),
+    ],
+)
+def test_compare_refuses_bad_requests_before_writing_anything(
+    cli: Cli, tmp_path: Path, run_dir: Path, extra: list[str], message: str
+) -> None:
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("compare", "filter*"))
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    args = ["compare", str(run), "--methods", "random,similar", "--keep", "90", *extra]
+    code, _, err = cli(args)
+    assert code != 0
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing written
+
+
+def test_evaluate_precision_override_is_used_and_cached_apart(run_dir: Path) -> None:
+    from thresher.run_filter import _cached_evaluation
+    from thresher.runs import open_run, run_recipe
+
+    run = open_run(run_dir)
+    assert run_recipe(run, precision="fp32").precision == "fp32"
+    assert run_recipe(run, epochs=3).epochs == 3
+    ids = np.asarray(run_dataset_ids(run))[:200]
+    a = _cached_evaluation(run, "p-fp32", ids, seeds=1, epochs=1, device=None, precision="fp32")
+    b = _cached_evaluation(run, "p-fp32", ids, seeds=1, epochs=1, device=None, precision="fp32")
+    assert a == b  # reused
+    stored = json.loads((run_dir / "compare" / "p-fp32.json").read_text())
+    assert stored["key"]["precision"] == "fp32"
+    assert stored["result"]["recipe"]["precision"] == "fp32"
+
+
+def run_dataset_ids(run: object) -> np.ndarray:
+    from thresher.runs import run_dataset
+
+    return run_dataset(run, "train").ids  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ import numpy as np
 from thresher.errors import ConfigError, RunError
 from thresher.filter import FilterResult, filter_dataset, random_subset, reduce_dims, uniqueness
 from thresher.filter.pipeline import PRESETS, preset
-from thresher.runs import embed_run, evaluate_run, run_dataset
+from thresher.runs import embed_run, evaluate_run, run_dataset, run_recipe
 from thresher.store import Run, write_ids
 
 COMPARE_METHODS = ("random", "uniqueness", "similar", "outliers", "half", "labels")
@@ -205,12 +205,18 @@ def run_filter(
 def _write_cloud(
     run: Run, base: str, values: np.ndarray, result: FilterResult, *, seed: int
 ) -> None:
-    from thresher.report.pointcloud import build_point_cloud, save_html, save_png
+    from thresher.optional import missing
 
     coords = reduce_dims(values, method="pca", n_dims=3, seed=seed)
     if coords.shape[1] < 3:  # fewer than 3 features: pad so the view still works
         coords = np.pad(coords, ((0, 0), (0, 3 - coords.shape[1])))
     run.write_array(f"{base}/cloud3d.npy", coords)
+    # A core install has no plotting libraries: the result and the 3D coordinates are kept,
+    # the pictures of them are skipped (the CLI says so).
+    if missing("plotly", "matplotlib"):
+        return
+    from thresher.report.pointcloud import build_point_cloud, save_html, save_png
+
     cloud = build_point_cloud(
         coords,
         ids=result.ids,
@@ -340,6 +346,7 @@ def compare_run(
     progress: Any = None,
     engine: str = "local",
     ray_address: str | None = None,
+    precision: str | None = None,
 ) -> CompareTable:
     """Retrain ``seeds`` models on each method's subset at each kept share; test accuracy.
 
@@ -347,7 +354,7 @@ def compare_run(
     methods; running the comparison once with each measures their agreement in retrained accuracy.
     Every cell is stored under ``RUN/compare/`` and reused when its ids, seeds and epochs match,
     so an interrupted comparison restarts where it stopped. ``engine="ray"`` trains the missing
-    cells as parallel Ray tasks.
+    cells as parallel Ray tasks. ``precision`` overrides the run recipe's.
     """
     for m in methods:
         if m not in COMPARE_METHODS:
@@ -357,6 +364,14 @@ def compare_run(
             raise ConfigError(f"kept shares must be in (0, 100] percent, got {100 * k:g}")
     if not methods or not keeps:
         raise ConfigError("compare needs at least one method and one kept percentage")
+    # Everything checked before the first filter result is written or model trained.
+    for what, values in (("method", list(methods)), ("kept percentage", [_pct(k) for k in keeps])):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ConfigError(f"compare got the {what} {repeated[0]} twice; name each {what} once")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be an integer >= 1, got {seeds!r}")
+    run_recipe(run, epochs=epochs, precision=precision)  # refuses bad epochs or precision
     wanted: dict[str, np.ndarray | None] = {"full": None}
     for keep in keeps:
         for method in methods:
@@ -374,14 +389,14 @@ def compare_run(
     if engine != "local":
         _evaluate_on_engine(
             run, wanted, engine=engine, ray_address=ray_address, seeds=seeds, epochs=epochs,
-            device=device,
+            device=device, precision=precision,
         )  # fmt: skip
     results: dict[str, dict[str, Any]] = {}
     for name, ids in wanted.items():
         if progress is not None:
             progress(name)
         results[name] = _cached_evaluation(
-            run, name, ids, seeds=seeds, epochs=epochs, device=device
+            run, name, ids, seeds=seeds, epochs=epochs, device=device, precision=precision
         )
     mean = np.full((len(keeps), len(methods)), math.nan)
     std = np.full_like(mean, math.nan)
@@ -409,8 +424,13 @@ def compare_run(
     return table
 
 
-def _evaluation_key(ids: np.ndarray | None, *, seeds: int, epochs: int | None) -> dict[str, Any]:
-    return {"ids_hash": _ids_hash(ids), "seeds": seeds, "epochs": epochs}
+def _evaluation_key(
+    ids: np.ndarray | None, *, seeds: int, epochs: int | None, precision: str | None = None
+) -> dict[str, Any]:
+    key: dict[str, Any] = {"ids_hash": _ids_hash(ids), "seeds": seeds, "epochs": epochs}
+    if precision is not None:  # absent = the run recipe's (keys written before it existed)
+        key["precision"] = precision
+    return key
 
 
 def _evaluate_on_engine(
@@ -422,6 +442,7 @@ def _evaluate_on_engine(
     seeds: int,
     epochs: int | None,
     device: str | None,
+    precision: str | None = None,
 ) -> None:
     """Train the cells not stored yet on a distributed engine, storing each as the local path."""
     from thresher.distributed import evaluate_subsets_run, get_engine
@@ -431,14 +452,16 @@ def _evaluate_on_engine(
         for name, ids in wanted.items()
         if not run.exists(f"compare/{name}.json")
         or run.read_json(f"compare/{name}.json").get("key")
-        != _evaluation_key(ids, seeds=seeds, epochs=epochs)
+        != _evaluation_key(ids, seeds=seeds, epochs=epochs, precision=precision)
     }
     if not todo:
         return
     with get_engine(engine, address=ray_address) as eng:
-        done = evaluate_subsets_run(eng, run, todo, seeds=seeds, epochs=epochs, device=device)
+        done = evaluate_subsets_run(
+            eng, run, todo, seeds=seeds, epochs=epochs, device=device, precision=precision
+        )
     for name, res in done.items():
-        key = _evaluation_key(todo[name], seeds=seeds, epochs=epochs)
+        key = _evaluation_key(todo[name], seeds=seeds, epochs=epochs, precision=precision)
         run.write_json(f"compare/{name}.json", {"key": key, "result": res.to_dict()})
 
 
@@ -450,15 +473,25 @@ def _cached_evaluation(
     seeds: int,
     epochs: int | None,
     device: str | None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
-    """An evaluation stored under ``compare/``; reused when its ids, seeds and epochs match."""
+    """An evaluation stored under ``compare/``; reused when its ids, seeds, epochs and
+    precision match."""
     rel = f"compare/{name}.json"
-    key = _evaluation_key(ids, seeds=seeds, epochs=epochs)
+    key = _evaluation_key(ids, seeds=seeds, epochs=epochs, precision=precision)
     if run.exists(rel):
         stored = run.read_json(rel)
         if stored.get("key") == key:
             return dict(stored["result"])
-    res = evaluate_run(run, subset_ids=ids, seeds=seeds, epochs=epochs, device=device, name=name)
+    res = evaluate_run(
+        run,
+        subset_ids=ids,
+        seeds=seeds,
+        epochs=epochs,
+        device=device,
+        name=name,
+        precision=precision,
+    )
     out = res.to_dict()
     run.write_json(rel, {"key": key, "result": out})
     return out

@@ -14,7 +14,7 @@ import numpy as np
 
 from thresher.errors import ConfigError, RunError
 from thresher.filter.labels import LABEL_METHODS, LabelIssues, cross_val_pred_probs, label_issues
-from thresher.runs import embed_run, run_dataset
+from thresher.runs import embed_run, run_dataset, run_recipe
 from thresher.store import Run
 
 
@@ -27,9 +27,11 @@ def labels_run(
     layer: str | None = None,
     seed: int = 0,
     device: str | None = None,
+    precision: str | None = None,
 ) -> LabelIssues:
-    """Find the run's likely mislabelled training images (see :mod:`thresher.filter.labels`)."""
-    from thresher.train import Recipe
+    """Find the run's likely mislabelled training images (see :mod:`thresher.filter.labels`).
+
+    ``precision`` overrides the run recipe's for the cross-validation models."""
 
     if method not in LABEL_METHODS:
         raise ConfigError(
@@ -51,10 +53,10 @@ def labels_run(
         )
     if folds > int(np.bincount(data.labels).max()):
         raise ConfigError(f"--folds {folds} is more than the largest class has images")
-    rec = Recipe.from_dict(run.config["recipe"])
-    if epochs is not None:
-        rec = rec.replace(epochs=epochs)
+    rec = run_recipe(run, epochs=epochs, precision=precision)
     key: dict[str, Any] = {"folds": folds, "epochs": rec.epochs, "seed": seed, "n": len(data)}
+    if precision is not None:
+        key["precision"] = rec.precision
     probs = None
     if run.exists("labels/pred_probs.json") and run.read_json("labels/pred_probs.json") == key:
         probs = run.read_array("labels/pred_probs.npy")

@@ -119,7 +119,7 @@ def train_run(
     to what this device runs before it is stored."""
     from thresher.device import resolve_device
     from thresher.evaluate import class_metrics
-    from thresher.models import model_spec, transform_for
+    from thresher.models import model_spec, transform_for, uses_test_time_flip
     from thresher.train import fit, get_recipe, predict, save_checkpoint
 
     spec = model_spec(model)  # unknown model: fail before any data is read
@@ -156,7 +156,14 @@ def train_run(
     result = fit(model, train, recipe=rec, seed=seed, device=dev, transform=transform)
     seconds = time.perf_counter() - start
     save_checkpoint(result, run.file(WEIGHTS))
-    logits = predict(result.model, test, transform=transform, device=dev, precision=rec.precision)
+    logits = predict(
+        result.model,
+        test,
+        transform=transform,
+        device=dev,
+        precision=rec.precision,
+        test_time_flip=uses_test_time_flip(model),
+    )
     m = class_metrics(
         test.require_labels("testing"), logits.argmax(1), num_classes=train.num_classes
     )
@@ -211,6 +218,27 @@ def open_run(path: str | os.PathLike[str]) -> Run:
 
 def run_data_spec(run: Run) -> DataSpec:
     return DataSpec(**run.config["data"])
+
+
+def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = None) -> Any:
+    """The run's training recipe with a command's ``epochs`` and ``precision`` overrides.
+
+    ``precision`` is resolved for the default device first, so an unsupported one is refused
+    here, before any data are read or results written."""
+    from thresher.train import Recipe
+
+    rec = Recipe.from_dict(run.config["recipe"])
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+        rec = rec.replace(epochs=epochs)
+    if precision is not None:
+        from thresher.device import resolve_device
+        from thresher.precision import resolve_precision
+
+        resolve_precision(precision, resolve_device(None))
+        rec = rec.replace(precision=precision)
+    return rec
 
 
 def run_dataset(run: Run, split: str = "train") -> ImageDataset:
@@ -302,28 +330,28 @@ def evaluate_run(
     name: str = "subset",
     engine: str = "local",
     ray_address: str | None = None,
+    precision: str | None = None,
 ) -> Any:
     """Retrain the run's architecture on a subset of its training split with ``seeds`` seeds.
 
     ``engine="ray"`` trains the seeds as parallel Ray tasks; the tables are the same.
+    ``precision`` overrides the run recipe's (auto, fp32, bf16, fp16).
     """
     from thresher.evaluate import evaluate
-    from thresher.train import Recipe
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    rec = run_recipe(run, epochs=epochs, precision=precision)
     if engine != "local":
         from thresher.distributed import evaluate_subsets_run, get_engine
 
         with get_engine(engine, address=ray_address) as eng:
             done = evaluate_subsets_run(
-                eng, run, {name: subset_ids}, seeds=seeds, epochs=epochs, device=device
-            )
+                eng, run, {name: subset_ids}, seeds=seeds, epochs=epochs, device=device,
+                precision=precision,
+            )  # fmt: skip
         return done[name]
     cfg = run.config
-    rec = Recipe.from_dict(cfg["recipe"])
-    if epochs is not None:
-        rec = rec.replace(epochs=epochs)
     train = run_dataset(run, "train")
     test = run_dataset(run, "test")
     result = evaluate(

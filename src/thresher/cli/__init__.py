@@ -34,6 +34,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA if present).")
 ]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="auto (bf16 where the CPU/GPU has it), fp32, bf16 or fp16 for the models this "
+        "command trains (default: the run recipe's).",
+    ),
+]
 EngineOpt = Annotated[
     str, typer.Option("--engine", help="local (this process) or ray (needs the ray extra).")
 ]
@@ -340,6 +348,7 @@ def evaluate_cmd(
     ] = None,
     seeds: Annotated[int, typer.Option(help="Models to train (seeds 0..N-1).")] = 5,
     epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
+    precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -352,7 +361,15 @@ def evaluate_cmd(
     if subset == "cutoff":
         from thresher.reduce.workflow import evaluate_cutoff, format_cutoff_table
 
-        cut = evaluate_cutoff(open_run(run_dir), seeds=seeds, epochs=epochs, device=device)
+        cut = evaluate_cutoff(
+            open_run(run_dir),
+            seeds=seeds,
+            epochs=epochs,
+            device=device,
+            precision=precision,
+            engine=engine,
+            ray_address=ray_address,
+        )
         if as_json:
             _print_json(cut.to_dict())
             return
@@ -373,6 +390,7 @@ def evaluate_cmd(
         name=path.stem if path else "full",
         engine=engine,
         ray_address=ray_address,
+        precision=precision,
     )
     if as_json:
         _print_json(res.to_dict())
@@ -484,6 +502,15 @@ def filter_cmd(
         _print_json(info)
         return
     out.print(result.summary())
+    from thresher.optional import skipped_note
+
+    note = skipped_note(("plotly", "matplotlib"), "the 3D view (cloud.html, cloud.png)")
+    if note:
+        from rich.markup import escape
+
+        err.print(f"note: {escape(note)}; its coordinates are in cloud3d.npy")
+        out.print(f"results: {info['outputs']}")
+        return
     out.print(f"results, 3D view (cloud.html, cloud.png): {info['outputs']}")
 
 
@@ -499,6 +526,7 @@ def labels_cmd(
     layer: Annotated[str | None, typer.Option(help="Layer of the neighbour vote.")] = None,
     top: Annotated[int, typer.Option(help="Suspects to list.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the folds and the models.")] = 0,
+    precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -508,7 +536,7 @@ def labels_cmd(
 
     issues = labels_run(
         open_run(run_dir), folds=folds, epochs=epochs, method=method, layer=layer, seed=seed,
-        device=device,
+        device=device, precision=precision,
     )  # fmt: skip
     import numpy as np
 
@@ -588,6 +616,7 @@ def compare_cmd(
     preset: Annotated[
         str, typer.Option(help="Filter preset of the filter methods: default or thesis.")
     ] = "default",
+    precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -615,6 +644,7 @@ def compare_cmd(
         engine=engine,
         ray_address=ray_address,
         device=device,
+        precision=precision,
         progress=None if as_json else (lambda msg: err.print(f"training on {msg}")),
     )
     if as_json:
@@ -652,7 +682,10 @@ def main() -> None:
     except ThresherError as exc:
         if os.environ.get("THRESHER_DEBUG") == "1":
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escape: messages name things like thresher[report] that rich would read as markup
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -60,6 +60,15 @@ def diagnose_cmd(
         return
     for name, res in results.items():
         out.print(f"[bold]{name}[/bold]: {res.summary()}")
+    from rich.markup import escape
+
+    from thresher.optional import skipped_note
+
+    note = skipped_note(("matplotlib",), "figures") if figures else ""
+    if note:
+        err.print(f"note: {escape(note)}")
+        out.print(f"results: {info['outputs']}")
+        return
     out.print(f"results and figures: {info['outputs']}; `thresher report {run.path}` for a page")
 
 
@@ -77,8 +86,11 @@ def report_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """One self-contained HTML page with every diagnostics figure, table and prototype."""
-    from thresher.report.html import write_report
+    from thresher.optional import require
     from thresher.runs import open_run
+
+    require("matplotlib", feature="thresher report (a page of figures)")
+    from thresher.report.html import write_report
 
     runs = [open_run(run_dir), *(open_run(p) for p in compare or [])]
     path = write_report(runs, out=out_path)

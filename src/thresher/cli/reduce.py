@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from thresher.cli import DeviceOpt, JsonOpt, _print_json, app, err, out
+from thresher.cli import DeviceOpt, JsonOpt, PrecisionOpt, _print_json, app, err, out
 
 
 @app.command("reduce")
@@ -38,6 +38,7 @@ def reduce_cmd(
         bool, typer.Option(help="Also train a random balanced subset each iteration.")
     ] = True,
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    precision: PrecisionOpt = None,
     composite: Annotated[str, typer.Option(help="LRP composite (epsilon, ...).")] = "epsilon",
     epsilon: Annotated[float, typer.Option(help="LRP epsilon.")] = 1e-4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -79,6 +80,7 @@ def reduce_cmd(
         val_fraction=val_fraction,
         epochs=epochs,
         lrp=LRPSettings(composite=composite, epsilon=epsilon),
+        precision=precision,
     )
     run = open_run(run_dir)
     bar = None
@@ -102,13 +104,20 @@ def reduce_cmd(
         if bar is not None:
             bar.close()
     info = res.to_dict()
-    if figures:
+    from rich.markup import escape
+
+    from thresher.optional import skipped_note
+
+    note = skipped_note(("matplotlib",), "figures") if figures else ""
+    if figures and not note:
         from thresher.report.lrp_figures import save_search_figures
 
         info["figures"] = [str(p) for p in save_search_figures(run, res.trace, res)]
     if as_json:
         _print_json(info)
         return
+    if note:
+        err.print(f"note: {escape(note)}")
     out.print(res.summary())
     c = res.cutoff
     out.print(
@@ -136,8 +145,11 @@ def explain_cmd(
     """Fig. 1: normalised LRP maps of one image for every class (red +, blue -)."""
     from thresher.errors import ConfigError
     from thresher.explain import LRPSettings, explain_classes
-    from thresher.report.lrp_figures import plot_class_maps
+    from thresher.optional import require
     from thresher.runs import open_run, run_dataset, run_model, run_transform
+
+    require("matplotlib", feature="thresher explain (it draws a PNG)")
+    from thresher.report.lrp_figures import plot_class_maps
 
     run = open_run(run_dir)
     ds = run_dataset(run, split)

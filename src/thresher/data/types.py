@@ -54,6 +54,19 @@ class ImageDataset:
                 f"{self.name}: image {ids[bad] if len(ids) > bad else bad} contains NaN or inf; "
                 "clean or drop it before loading"
             )
+        if images.dtype == np.float32:
+            low, high = float(images.min()), float(images.max())
+            if low < 0.0 or high > 1.0:
+                # [0, 255] floats would be divided by 255 nowhere and train on a wrong scale
+                hint = (
+                    "they look like 0-255 pixel values: divide by 255, or pass .astype(np.uint8)"
+                    if high > 1.0 and low >= 0.0
+                    else "rescale them to [0, 1] (or pass uint8 0-255)"
+                )
+                raise DataError(
+                    f"{self.name}: float images must lie in [0, 1], got values in "
+                    f"[{low:g}, {high:g}]; {hint}"
+                )
         object.__setattr__(self, "ids", np.asarray(ids).astype(str))
         if self.ids.shape != (n,):
             raise DataError(

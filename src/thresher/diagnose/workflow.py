@@ -29,6 +29,7 @@ from thresher.diagnose.features import (
 )
 from thresher.diagnose.neighbours import nearest_neighbours
 from thresher.errors import ConfigError, RunError
+from thresher.optional import missing
 from thresher.registry import Registry
 from thresher.store import Run
 
@@ -238,7 +239,7 @@ def diagnose_run(
         save_result(run, name, result)
         if name == "archetypes":
             _save_prototypes(run, result)
-        if figures:
+        if figures and not missing("matplotlib"):  # a core install: results, no figures
             from thresher.report.diagnose_figures import save_figure
 
             save_figure(name, [(run.path.name, result)], run.file(f"{AREA}/{name}/figure.png"))

@@ -187,6 +187,7 @@ def evaluate_subsets_run(
     seeds: int = 5,
     epochs: int | None = None,
     device: str | None = None,
+    precision: str | None = None,
 ) -> dict[str, EvaluationResult]:
     """Evaluate every named subset of the run's training split (``None`` = all of it).
 
@@ -199,14 +200,11 @@ def evaluate_subsets_run(
     dict
         name -> :class:`~thresher.evaluate.EvaluationResult`, in the order of ``subsets``.
     """
-    from thresher.runs import run_dataset
-    from thresher.train import Recipe
+    from thresher.runs import run_dataset, run_recipe
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    rec = Recipe.from_dict(run.config["recipe"])
-    if epochs is not None:
-        rec = rec.replace(epochs=epochs)
+    rec = run_recipe(run, epochs=epochs, precision=precision)
     model = run.config["model"]["name"]
     jobs = [
         EvalJob(

@@ -12,6 +12,7 @@ from thresher.device import resolve_device
 from thresher.errors import ConfigError, DataError
 from thresher.evaluate.metrics import align_classes, class_metrics
 from thresher.evaluate.result import EvaluationResult
+from thresher.models import uses_test_time_flip
 from thresher.train.ensemble import StackMode, train_many
 from thresher.train.recipes import Recipe
 from thresher.train.trainer import ModelLike, Transform, predict, resolve_recipe, resolve_transform
@@ -96,7 +97,14 @@ def evaluate(
     )
     per_seed = []
     for res in results:
-        logits = predict(res.model, test, transform=tf, device=dev)
+        logits = predict(
+            res.model,
+            test,
+            transform=tf,
+            device=dev,
+            precision=recipe_.precision,
+            test_time_flip=uses_test_time_flip(model),
+        )
         per_seed.append(class_metrics(alignment.test_labels, logits.argmax(1), num_classes=k))
 
     return EvaluationResult(

@@ -218,6 +218,7 @@ def cross_val_pred_probs(
     other folds. Folds are stratified by label and fixed by ``seed``."""
     import torch
 
+    from thresher.models import uses_test_time_flip
     from thresher.progress import track
     from thresher.train import fit, predict
     from thresher.train.trainer import resolve_transform
@@ -249,7 +250,14 @@ def cross_val_pred_probs(
             transform=tf,
             indices=train_rows,
         )
-        logits = predict(result.model, data.images[test_rows], transform=tf, device=device)
+        logits = predict(
+            result.model,
+            data.images[test_rows],
+            transform=tf,
+            device=device,
+            precision=result.precision,
+            test_time_flip=uses_test_time_flip(model),
+        )
         out[test_rows] = torch.softmax(torch.from_numpy(logits).float(), dim=1).numpy()
     return out
 

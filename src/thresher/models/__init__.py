@@ -1,5 +1,6 @@
 """Model registry: paper nets, CIFAR ResNets, torchvision/timm adapters, user modules."""
 
+from thresher.models import cifar_fast as _cifar_fast  # noqa: F401  (registers)
 from thresher.models import external as _external  # noqa: F401  (registers efficientnet_lite0)
 from thresher.models import paper_nets as _paper_nets  # noqa: F401  (registers)
 from thresher.models import resnet_cifar as _resnet_cifar  # noqa: F401  (registers)
@@ -15,7 +16,14 @@ from thresher.models.loading import (
     wrap_module,
 )
 from thresher.models.preprocess import InputTransform, transform_for
-from thresher.models.registry import MODELS, ModelSpec, create_model, model_spec, register_model
+from thresher.models.registry import (
+    MODELS,
+    ModelSpec,
+    create_model,
+    model_spec,
+    register_model,
+    uses_test_time_flip,
+)
 from thresher.models.resnet_cifar import BasicBlock, PadShortcut, cifar_resnet
 
 __all__ = [
@@ -36,5 +44,6 @@ __all__ = [
     "register_model",
     "save_checkpoint",
     "transform_for",
+    "uses_test_time_flip",
     "wrap_module",
 ]

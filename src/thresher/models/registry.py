@@ -25,6 +25,8 @@ class ModelSpec:
         recipe: name of the default training recipe in ``thresher.train.RECIPES``.
         feature_layer: the penultimate layer (after pooling, before the classifier).
         description: one line for ``thresher models``.
+        test_time_flip: evaluate on each image and its mirror image, averaging the logits
+            (flip test-time augmentation; part of how the architecture is meant to be tested).
     """
 
     name: str
@@ -35,6 +37,7 @@ class ModelSpec:
     recipe: str = "paper-mnist"
     feature_layer: str = ""
     description: str = ""
+    test_time_flip: bool = False
 
 
 MODELS: Registry[ModelSpec] = Registry("model", error=ModelError)
@@ -49,6 +52,7 @@ def register_model(
     recipe: str = "paper-mnist",
     feature_layer: str = "",
     description: str = "",
+    test_time_flip: bool = False,
 ) -> Callable[[ModelBuilder], ModelBuilder]:
     """Decorator registering ``builder`` under ``name``."""
 
@@ -64,6 +68,7 @@ def register_model(
                 recipe=recipe,
                 feature_layer=feature_layer,
                 description=description or (builder.__doc__ or "").strip().splitlines()[0],
+                test_time_flip=test_time_flip,
             ),
         )
         return builder
@@ -95,3 +100,9 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 1) -> nn.Mod
     if in_channels < 1:
         raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
     return spec.builder(num_classes=num_classes, in_channels=in_channels)
+
+
+def uses_test_time_flip(model: object) -> bool:
+    """Whether a model, given by registry name, is evaluated with flip test-time augmentation
+    (a user module or builder is not)."""
+    return isinstance(model, str) and model_spec(model).test_time_flip

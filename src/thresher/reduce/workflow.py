@@ -46,6 +46,8 @@ class ReduceSettings:
         val_fraction: share of each class of the training split held out for validation.
         epochs: override the run recipe's epochs for the search's models.
         lrp: how relevance is computed.
+        precision: override the run recipe's precision for the search's models (auto, fp32,
+            bf16, fp16); ``None`` = the recipe's.
     """
 
     search: SearchSettings = field(default_factory=SearchSettings)
@@ -54,6 +56,7 @@ class ReduceSettings:
     val_fraction: float = 0.1
     epochs: int | None = None
     lrp: LRPSettings = field(default_factory=LRPSettings)
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         parse_rule(self.cutoff)
@@ -71,6 +74,8 @@ class ReduceSettings:
             "val_fraction": self.val_fraction if self.eval_on == "validation" else None,
             "epochs": self.epochs,
             "lrp": asdict(self.lrp),
+            # only when set, so traces written before the option existed still resume
+            **({"precision": self.precision} if self.precision is not None else {}),
         }
 
 
@@ -150,7 +155,7 @@ def reduce_run(
     finished one); ``restart`` discards it. ``scorer`` replaces the real one (tests).
     """
     from thresher.reduce.scorer import TrainScorer
-    from thresher.train import Recipe
+    from thresher.runs import run_recipe
 
     start = time.perf_counter()
     directory = run.file(AREA)
@@ -168,9 +173,7 @@ def reduce_run(
         for name in ("state.json", "trace.parquet", "reference.json", "cutoff.json"):
             (directory / name).unlink(missing_ok=True)
     cfg = run.config
-    recipe = Recipe.from_dict(cfg["recipe"])
-    if settings.epochs is not None:
-        recipe = recipe.replace(epochs=settings.epochs)
+    recipe = run_recipe(run, epochs=settings.epochs, precision=settings.precision)
     if scorer is None:
         scorer = TrainScorer(
             train,
@@ -322,11 +325,19 @@ def evaluate_cutoff(
     epochs: int | None = None,
     device: str | None = None,
     balanced_seed: int = 0,
+    precision: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> CutoffEvaluation:
     """Tables 4/5: retrain ``seeds`` models on T (the whole training split), T_c (the stored
     cutoff subset) and T_c(bal) (a seeded random balanced subset of T_c's size drawn from the
-    search's T); test each on the test split. Stored under ``RUN/evaluate/reduce-*.json``."""
+    search's T); test each on the test split. Stored under ``RUN/evaluate/reduce-*.json``.
+    ``engine="ray"`` trains the seeds as parallel Ray tasks; ``precision`` overrides the run
+    recipe's."""
     from thresher.runs import evaluate_run, run_dataset
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
 
     stored = load_reduction(run)
     ids = np.asarray(stored["ids"], dtype=str)
@@ -337,15 +348,17 @@ def evaluate_cutoff(
     bal = balanced_positions(pool_labels, len(ids), seed=balanced_seed)
     bal_ids = t_pool.ids[bal]
     del train
-    full = evaluate_run(
-        run, subset_ids=None, seeds=seeds, epochs=epochs, device=device, name="reduce-T"
-    )
-    cut = evaluate_run(
-        run, subset_ids=ids, seeds=seeds, epochs=epochs, device=device, name="reduce-Tc"
-    )
-    balanced = evaluate_run(
-        run, subset_ids=bal_ids, seeds=seeds, epochs=epochs, device=device, name="reduce-Tc-bal"
-    )
+    common: dict[str, Any] = {
+        "seeds": seeds,
+        "epochs": epochs,
+        "device": device,
+        "precision": precision,
+        "engine": engine,
+        "ray_address": ray_address,
+    }
+    full = evaluate_run(run, subset_ids=None, name="reduce-T", **common)
+    cut = evaluate_run(run, subset_ids=ids, name="reduce-Tc", **common)
+    balanced = evaluate_run(run, subset_ids=bal_ids, name="reduce-Tc-bal", **common)
     result = CutoffEvaluation(full=full, cutoff=cut, balanced=balanced, rule=str(stored["rule"]))
     run.write_json(f"{AREA}/evaluation.json", result.to_dict())
     return result
@@ -363,6 +376,7 @@ def _stored_settings(run: Run) -> ReduceSettings:
         val_fraction=ctx.get("val_fraction") or 0.1,
         epochs=ctx.get("epochs"),
         lrp=LRPSettings(**ctx.get("lrp", {})),
+        precision=ctx.get("precision"),
     )
 
 

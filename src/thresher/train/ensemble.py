@@ -112,13 +112,10 @@ def train_many(
         for i in range(len(seeds))
     ]
     use_stack = stack_by_default(dev) if stack == "auto" else bool(stack)
-    if use_stack and recipe_.loss != "ce":
-        # The stacked path trains with cross-entropy only; LDAM-DRW needs per-model criteria.
+    unstackable = _unstackable_recipe(recipe_)
+    if use_stack and unstackable:
         if stack is True:
-            raise ConfigError(
-                f"stacked training supports the 'ce' loss only, not {recipe_.loss!r}; "
-                "pass stack=False or stack='auto'"
-            )
+            raise ConfigError(f"{unstackable}; pass stack=False or stack='auto'")
         use_stack = False
     if use_stack and len(seeds) > 1:
         try:
@@ -132,6 +129,16 @@ def train_many(
         fit(model, train, recipe=recipe_, seed=s, device=dev, transform=transform, indices=p)
         for s, p in zip(seeds, positions, strict=True)
     ]
+
+
+def _unstackable_recipe(recipe: Recipe) -> str:
+    """Why the stacked path cannot train ``recipe`` ("" when it can)."""
+    if recipe.loss != "ce":
+        # The stacked path trains with cross-entropy only; LDAM-DRW needs per-model criteria.
+        return f"stacked training supports the 'ce' loss only, not {recipe.loss!r}"
+    if recipe.ema_decay:
+        return "stacked training does not keep weight averages (ema_decay)"
+    return ""
 
 
 def _train_stacked(
@@ -189,6 +196,11 @@ def _fit_stack(
         build_model(model, seed=s, num_classes=train.num_classes, in_channels=train.channels)
         for s in seeds
     ]
+    if callable(getattr(nets[0], "init_from_data", None)):
+        raise UnstackableError(
+            f"{type(nets[0]).__name__} initialises itself from the data, which stacked "
+            "training does not do"
+        )
     try:
         stacked = stack_models(nets)
         probe = tf(torch.from_numpy(np.ascontiguousarray(train.images[positions[0][:2]])))

@@ -15,7 +15,7 @@ from thresher.errors import ConfigError
 from thresher.registry import Registry
 
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "linear")
 AUGMENTATIONS = ("crop", "flip")
 CROP_PADDING = 4  # "crop" = zero-pad by 4 pixels, then a random crop back to the stored size
 
@@ -33,7 +33,8 @@ class Recipe:
         weight_decay: L2 penalty added to the gradient (both optimisers).
         batch_size: images per step (>= 1).
         epochs: passes over the training set (>= 1).
-        schedule: ``"constant"`` or ``"cosine"`` (decay to 0 over the run, per step).
+        schedule: ``"constant"``, ``"cosine"`` or ``"linear"`` (both decay to 0 over the run,
+            per step; ``linear`` after a warm-up is the one-cycle "triangle").
         warmup_epochs: linear warm-up from ``lr / steps`` to ``lr`` before the schedule starts.
         augment: any of ``"crop"`` (zero-pad 4 px + random crop) and ``"flip"`` (horizontal).
         label_smoothing: cross-entropy label smoothing in [0, 1).
@@ -45,6 +46,9 @@ class Recipe:
         ldam_max_margin, ldam_scale: LDAM's largest margin and its logit scale ``s``.
         precision: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"``
             (:mod:`thresher.precision`).
+        ema_decay: keep an exponential moving average of the weights and batch-norm statistics,
+            updated after every step with this decay, and return it as the trained model;
+            ``0`` (default) = off.
     """
 
     name: str = "custom"
@@ -67,6 +71,7 @@ class Recipe:
     ldam_max_margin: float = 0.5
     ldam_scale: float = 30.0
     precision: str = "fp32"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", tuple(self.augment))
@@ -112,6 +117,10 @@ class Recipe:
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}"
+            )
+        if not (isinstance(self.ema_decay, int | float) and 0 <= self.ema_decay < 1):
+            raise ConfigError(
+                f"ema_decay must be in [0, 1) (0 = no weight averaging), got {self.ema_decay!r}"
             )
         self._check_loss()
 
@@ -196,6 +205,8 @@ class Recipe:
         if self.schedule == "constant":
             return self.lr
         progress = (step - warmup) / max(1, total - warmup)
+        if self.schedule == "linear":
+            return self.lr * max(0.0, 1.0 - progress)
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -251,6 +262,27 @@ register_recipe(
 # Cao et al. 2019 long-tailed CIFAR: LDAM with deferred re-weighting from epoch 160 of 200.
 register_recipe(
     get_recipe("cifar-resnet").replace(name="cifar-resnet-ldam-drw", loss="ldam", drw_epoch=160)
+)
+# For ``cifar_fast`` (airbench-like; not from a paper): SGD-Nesterov, linear one-cycle, label
+# smoothing 0.2, weight averaging, bf16 where the machine has it. Tuned on the shared CIFAR-10
+# copy (docs/foundation.md, "The fast CIFAR net").
+register_recipe(
+    Recipe(
+        name="cifar-fast",
+        optimizer="sgd",
+        lr=0.4,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        batch_size=512,
+        epochs=10,
+        schedule="linear",
+        warmup_epochs=2,
+        augment=("crop", "flip"),
+        label_smoothing=0.2,
+        ema_decay=0.99,
+        precision="auto",
+    )
 )
 # For tests and demos: a couple of quick epochs.
 register_recipe(Recipe(name="quick", optimizer="adam", lr=1e-3, batch_size=64, epochs=2))

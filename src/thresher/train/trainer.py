@@ -255,6 +255,48 @@ def check_trainable(train: ImageDataset) -> np.ndarray:
     return labels
 
 
+DATA_INIT_SAMPLES = 5000  # images a model's data-dependent initialisation sees (first ones)
+
+
+def init_from_data(
+    net: nn.Module, transform: Transform, images: np.ndarray, *, device: torch.device
+) -> None:
+    """Let a model that defines ``init_from_data(x)`` (e.g. a whitening first layer) fit it to
+    the first :data:`DATA_INIT_SAMPLES` training images, transformed, before the first step."""
+    hook = getattr(net, "init_from_data", None)
+    if callable(hook):
+        with torch.no_grad():
+            hook(transform(images_to_device(images, device)))
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights *and* batch-norm statistics.
+
+    Wraps :class:`torch.optim.swa_utils.AveragedModel` (``use_buffers=True``): after step
+    ``t``, ``avg = d_t * avg + (1 - d_t) * current`` with ``d_t = min(decay, (1 + t) / (10 + t))``
+    (timm's warm-up, so the random initial weights do not linger in short runs).
+    """
+
+    def __init__(self, net: nn.Module, *, decay: float) -> None:
+        from torch.optim.swa_utils import AveragedModel
+
+        def average(
+            avg: torch.Tensor, current: torch.Tensor, steps: torch.Tensor | int
+        ) -> torch.Tensor:
+            t = float(steps)
+            d = min(decay, (1.0 + t) / (10.0 + t))
+            return avg + (current - avg) * (1.0 - d)
+
+        self._avg = AveragedModel(net, avg_fn=average, use_buffers=True)
+
+    def update(self, net: nn.Module) -> None:
+        self._avg.update_parameters(net)
+
+    @property
+    def module(self) -> nn.Module:
+        return self._avg.module
+
+
 # --- training --------------------------------------------------------------------------------
 
 
@@ -306,6 +348,7 @@ def fit(
     net = build_model(model, seed=seed, num_classes=train.num_classes, in_channels=train.channels)
     net.to(dev).train()
     check_model_fits(net, tf, train, device=dev)
+    init_from_data(net, tf, train.images[idx[:DATA_INIT_SAMPLES]], device=dev)
     channels_last = use_channels_last(prec, net)
     scaler = torch.amp.GradScaler("cuda") if prec == "fp16" else None
 
@@ -319,8 +362,11 @@ def fit(
     criterion = make_criterion(recipe_, class_counts=counts, device=dev)
     history: list[EpochStats] = []
     step = 0
+    ema: WeightAverage | None = None
     # Dropout draws from the global RNG: seed it for this run, then restore the caller's state.
     with seeded_rng(seed, dev), memory_format(net, channels_last):
+        if recipe_.ema_decay:
+            ema = WeightAverage(net, decay=recipe_.ema_decay)
         for epoch in range(1, recipe_.epochs + 1):
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=gen, device=dev)
@@ -347,6 +393,8 @@ def fit(
                 else:
                     loss.backward()
                     optimizer.step()
+                if ema is not None:
+                    ema.update(net)
                 step += 1
                 loss_sum += loss.detach() * (b - a)
                 correct += (logits.detach().argmax(1) == yb).sum()
@@ -363,6 +411,8 @@ def fit(
                     lr=lr,
                 )
             )
+    if ema is not None:
+        net = ema.module.to(memory_format=torch.contiguous_format)
     net.eval().cpu()
     return TrainResult(
         model=net,
@@ -390,6 +440,7 @@ def predict(
     batch_size: int = 1024,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    test_time_flip: bool = False,
 ) -> np.ndarray:
     """Logits of ``model`` for every image, in order.
 
@@ -401,6 +452,8 @@ def predict(
     batch_size : images per forward pass.
     precision : ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"``; logits come back as
         float32 either way.
+    test_time_flip : average the logits of each image and its mirror image (flip test-time
+        augmentation, for architectures registered with ``test_time_flip``).
 
     Returns
     -------
@@ -427,11 +480,14 @@ def predict(
     batch_dim = int(getattr(model, "output_batch_dim", 0))
     model.to(dev).eval()
     try:
+        outs = []
         with autocast(prec, dev):
-            outs = [
-                model(tf(images[a : a + batch_size].to(dev))).float().cpu()
-                for a in range(0, images.shape[0], batch_size)
-            ]
+            for a in range(0, images.shape[0], batch_size):
+                x = tf(images[a : a + batch_size].to(dev))
+                logits = model(x).float()
+                if test_time_flip:
+                    logits = (logits + model(x.flip(-1)).float()) / 2
+                outs.append(logits.cpu())
     finally:
         model.to(home).train(was_training)
     return torch.cat(outs, dim=batch_dim).numpy()
