@@ -128,3 +128,36 @@ def test_reduce_settings_refuse_bad_values() -> None:
         ReduceSettings(eval_on="train")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="val_fraction must be in"):
         ReduceSettings(val_fraction=1.0)
+
+
+def test_stop_after_cutoff_ends_the_search_and_keeps_the_same_cutoff(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    search = SearchSettings(p0=20, iterations=8, lim=0.4)
+    t, _, _ = search_pool(run, ReduceSettings(search=search))
+    full = reduce_run(run, ReduceSettings(search=search), scorer=CountScorer(t.labels))
+    # accuracy = size / |T| is below the 0.97 line from iteration 0 on (60 of 81): with
+    # patience 2 the search stops after iterations 0, 1, 2
+    early = ReduceSettings(search=search, stop_after_cutoff=2)
+    scorer = CountScorer(t.labels)
+    res = reduce_run(run, early, restart=True, scorer=scorer)
+    assert len(res.trace.records) == 3
+    assert res.trace.stop_reason == "past_cutoff"
+    assert scorer.calls == 1 + 2 * 3
+    assert res.cutoff == full.cutoff  # the tail cannot move T_c
+    # more patience on resume continues the stored search instead of restarting it
+    more = CountScorer(t.labels)
+    longer = reduce_run(
+        run, ReduceSettings(search=search, stop_after_cutoff=4), resume=True, scorer=more
+    )
+    assert len(longer.trace.records) == 5
+    assert more.calls == 2 * 2  # two more iterations; the reference is reused
+    assert [r.accuracy for r in longer.trace.records[:3]] == [
+        r.accuracy for r in res.trace.records
+    ]
+
+
+def test_stop_after_cutoff_refuses_bad_values() -> None:
+    with pytest.raises(ConfigError, match="--stop-after-cutoff must be an integer >= 0"):
+        ReduceSettings(stop_after_cutoff=-1)
+    with pytest.raises(ConfigError, match="needs the drop cutoff"):
+        ReduceSettings(cutoff="knee", stop_after_cutoff=3)

@@ -14,3 +14,10 @@ echo "== training throughput, fp32 against auto (bf16 or fp16 autocast), on CUDA
 "$PY" benchmarks/bench_precision.py --device cuda --images 20000 --epochs 2 --repeats 2
 echo "== many models at once (stacked) against one after another, on CUDA"
 "$PY" benchmarks/bench_ensemble.py --device cuda --n 8 || true
+echo "== the fast CIFAR net on the full CIFAR-10 copy, precision auto (CPU figure: docs/foundation.md)"
+"$(dirname "$PY")/thresher" train cifar10 --model cifar_fast --root "$THRESHER_DATA" \
+    --out "${TMPDIR:-/tmp}/gpu-cifar-fast" --overwrite --device cuda --json \
+  | "$PY" -c 'import json,sys; r=json.load(sys.stdin); print(f"cifar_fast: {100*r[\"test_accuracy\"]:.2f}% in {r[\"seconds\"]:.0f} s ({r[\"images_per_second\"]:.0f} img/s, {r[\"precision\"]})")' \
+  || echo "CIFAR RUN FAILED"
+echo "== torch.compile against eager (bf16), on the CPU of the GPU machine"
+"$PY" benchmarks/bench_compile.py --steps 10 --repeats 2 || true

@@ -39,6 +39,13 @@ def reduce_cmd(
     ] = True,
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     precision: PrecisionOpt = None,
+    stop_after_cutoff: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop K iterations after the accuracy first falls below the drop line "
+            "(T_c is fixed by then); default: run to Nmax."
+        ),
+    ] = None,
     composite: Annotated[str, typer.Option(help="LRP composite (epsilon, ...).")] = "epsilon",
     epsilon: Annotated[float, typer.Option(help="LRP epsilon.")] = 1e-4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -81,6 +88,7 @@ def reduce_cmd(
         epochs=epochs,
         lrp=LRPSettings(composite=composite, epsilon=epsilon),
         precision=precision,
+        stop_after_cutoff=stop_after_cutoff,
     )
     run = open_run(run_dir)
     bar = None

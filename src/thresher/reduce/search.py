@@ -31,6 +31,7 @@ Sampling = Literal["nested", "fresh"]
 STOP_NMAX = "nmax"
 STOP_ZERO = "class_count_zero"
 STOP_NONE_ALLOWED = "no_class_may_act"
+STOP_PAST_CUTOFF = "past_cutoff"  # the caller's stop rule (e.g. --stop-after-cutoff) said so
 
 
 @dataclass(frozen=True)
@@ -391,6 +392,7 @@ def run_search(
     checkpoint: Checkpoint | None = None,
     classes: Sequence[str] = (),
     progress: Callable[[IterationRecord], None] | None = None,
+    stop: Callable[[Sequence[IterationRecord]], bool] | None = None,
 ) -> SearchTrace:
     """Run (or continue, from ``checkpoint``) the LRP-GUS search over T's ``labels``.
 
@@ -402,6 +404,9 @@ def run_search(
     scorer : trains on positions of T and scores (see :class:`Scorer`).
     checkpoint : saved after every iteration; when it holds a state the search resumes there.
     progress : called with each new record.
+    stop : called with the records after each iteration; ``True`` ends the search with
+        ``stop_reason="past_cutoff"``. A search stopped so continues on resume when ``stop`` no
+        longer says so (e.g. a larger patience).
 
     Returns
     -------
@@ -419,6 +424,7 @@ def run_search(
         loop.f_prev = np.asarray(state.f_prev, dtype=np.float64)
         # a search stopped at Nmax continues when asked for more iterations
         more = state.stop_reason == STOP_NMAX and len(loop.records) < settings.iterations
+        more |= state.stop_reason == STOP_PAST_CUTOFF and not (stop and stop(loop.records))
         loop.stop_reason = "" if more else state.stop_reason
     total = int(sizes.sum())
     while not loop.stop_reason:
@@ -437,6 +443,8 @@ def run_search(
             loop.stop_reason = STOP_NMAX
         elif (loop.counts <= 0).any():
             loop.stop_reason = STOP_ZERO
+        elif stop is not None and stop(loop.records):
+            loop.stop_reason = STOP_PAST_CUTOFF
         if checkpoint is not None:
             checkpoint.save(_state(loop), loop.records)
         if progress is not None:

@@ -8,7 +8,7 @@ evaluation split), ``cutoff.json`` (both cutoffs, the chosen one's ids) and ``cu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -48,6 +48,9 @@ class ReduceSettings:
         lrp: how relevance is computed.
         precision: override the run recipe's precision for the search's models (auto, fp32,
             bf16, fp16); ``None`` = the recipe's.
+        stop_after_cutoff: end the search this many iterations after the first one below the
+            ``drop`` rule's accuracy line (the iterations after it cannot change ``T_c``);
+            ``None`` = run to ``Nmax``. Needs the ``drop`` cutoff.
     """
 
     search: SearchSettings = field(default_factory=SearchSettings)
@@ -57,9 +60,19 @@ class ReduceSettings:
     epochs: int | None = None
     lrp: LRPSettings = field(default_factory=LRPSettings)
     precision: str | None = None
+    stop_after_cutoff: int | None = None
 
     def __post_init__(self) -> None:
         parse_rule(self.cutoff)
+        if self.stop_after_cutoff is not None:
+            k = self.stop_after_cutoff
+            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                raise ConfigError(f"--stop-after-cutoff must be an integer >= 0, got {k!r}")
+            if not self.cutoff.startswith("drop"):
+                raise ConfigError(
+                    "--stop-after-cutoff needs the drop cutoff (the knee depends on the whole "
+                    "trace); use --cutoff drop:0.03 or leave --stop-after-cutoff out"
+                )
         if self.eval_on not in ("validation", "test"):
             raise ConfigError(f"eval_on must be 'validation' or 'test', got {self.eval_on!r}")
         if self.eval_on == "validation" and not 0 < self.val_fraction < 1:
@@ -192,6 +205,7 @@ def reduce_run(
         checkpoint=checkpoint,
         classes=train.classes,
         progress=progress,
+        stop=_stop_rule(settings, reference),
     )
     cutoffs = {
         "drop": choose_cutoff(
@@ -236,6 +250,23 @@ def reduce_run(
     info["context"] = settings.context()
     run.record_step(AREA, info)
     return result
+
+
+def _stop_rule(
+    settings: ReduceSettings, reference: float
+) -> Callable[[Sequence[IterationRecord]], bool] | None:
+    """``--stop-after-cutoff K``: stop once K iterations have run after the first one below
+    the drop rule's line (``reference - drop``), which fixes ``i_c`` for good."""
+    patience = settings.stop_after_cutoff
+    if patience is None:
+        return None
+    threshold = reference - parse_rule(settings.cutoff)[1]
+
+    def stop(records: Sequence[IterationRecord]) -> bool:
+        below = [i for i, r in enumerate(records) if r.accuracy < threshold]
+        return bool(below) and len(records) - 1 - below[0] >= patience
+
+    return stop
 
 
 def _reference_accuracy(run: Run, settings: ReduceSettings, scorer: Any, size: int) -> float:
