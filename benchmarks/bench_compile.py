@@ -24,7 +24,7 @@ from thresher.train import get_recipe
 SHAPES = {"mnist_lenet": (1, 28, 28), "fmnist_cnn": (1, 28, 28), "cifar_fast": (3, 32, 32)}
 
 
-def make_step(model: torch.nn.Module, opt: torch.optim.Optimizer):  # noqa: ANN201
+def make_step(model: torch.nn.Module, opt: torch.optim.Optimizer):
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = F.cross_entropy(model(x).float(), y)
@@ -36,7 +36,7 @@ def make_step(model: torch.nn.Module, opt: torch.optim.Optimizer):  # noqa: ANN2
     return step
 
 
-def images_per_second(step, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:  # noqa: ANN001
+def images_per_second(step, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
     t = time.perf_counter()
     for _ in range(steps):
         step(x, y)

@@ -106,9 +106,7 @@ def main() -> None:
 
     same = 0
     for m in range(1, args.models):
-        pick = {
-            p: int(np.argmax(np.abs(f_by[p][m] - f_by[p][m - 1]))) for p in ("fp32", "bf16")
-        }
+        pick = {p: int(np.argmax(np.abs(f_by[p][m] - f_by[p][m - 1]))) for p in ("fp32", "bf16")}
         same += pick["fp32"] == pick["bf16"]
         print(f"step {m}: class chosen fp32 {pick['fp32']}, bf16 {pick['bf16']}")
     print(f"same class chosen in {same}/{args.models - 1} steps; map correlation over "

@@ -204,3 +204,29 @@ def test_npy_stream_writer_appends_blocks_and_aborts_cleanly(tmp_path: Path) -> 
     aborted.append(blocks[0])
     aborted.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.npy"]
+
+
+@pytest.mark.skipif(
+    not __import__("thresher.precision", fromlist=["x"]).cpu_bf16_supported(),
+    reason="CPU without bf16 instructions",
+)
+def test_bf16_embeddings_are_their_own_entry_and_close_to_fp32(
+    run: Run, lenet: nn.Module, digits: ImageDataset
+) -> None:
+    from thresher.embed.cache import cache_key
+
+    ref = cached_extract(run, lenet, digits, layer="flatten", transform=TRANSFORM)
+    low = cached_extract(run, lenet, digits, layer="flatten", transform=TRANSFORM, precision="auto")
+    assert low.cache_key != ref.cache_key
+    assert low.values.dtype == np.float32
+    a, b = np.asarray(ref.values, np.float64), np.asarray(low.values, np.float64)
+    assert not np.array_equal(a, b)  # bf16 really ran
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos.min() > 0.99
+    # fp32 entries keep the key they had before precision existed
+    parts = {"model_fingerprint": "m", "layer": "l", "reduce": "flatten", "transform": "t"}
+    assert cache_key(**parts, dataset_fingerprint="d") == cache_key(
+        **parts, dataset_fingerprint="d", precision="fp32"
+    )
+    with pytest.raises(ConfigError, match="unknown precision 'half'"):
+        cached_extract(run, lenet, digits, layer="flatten", transform=TRANSFORM, precision="half")

@@ -45,6 +45,7 @@ def test_filter_without_plotting_writes_results_and_skips_the_view(
 ) -> None:
     code, stdout, err = cli(["filter", str(run_dir), "--outliers", "5", "--similar", "5"])
     assert code == 0, err
+    assert "results:" in stdout
     assert "3D view (cloud.html, cloud.png) skipped" in " ".join(err.split())
     assert "pip install 'thresher[report]'" in " ".join(err.split())
     tag = json.loads((run_dir / "filter" / "latest.json").read_text())["tag"]

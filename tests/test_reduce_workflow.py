@@ -151,9 +151,7 @@ def test_stop_after_cutoff_ends_the_search_and_keeps_the_same_cutoff(tmp_path: P
     )
     assert len(longer.trace.records) == 5
     assert more.calls == 2 * 2  # two more iterations; the reference is reused
-    assert [r.accuracy for r in longer.trace.records[:3]] == [
-        r.accuracy for r in res.trace.records
-    ]
+    assert [r.accuracy for r in longer.trace.records[:3]] == [r.accuracy for r in res.trace.records]
 
 
 def test_stop_after_cutoff_refuses_bad_values() -> None:

@@ -31,3 +31,43 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def available_cpus(*, cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may really use: its affinity mask, capped by a cgroup v2 CPU quota.
+
+    ``os.cpu_count()`` reports the host's CPUs; in a container limited to two, torch would
+    start one thread per host CPU and they would fight over two (slower than two threads).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        with open(os.path.join(cgroup_root, "cpu.max"), encoding="ascii") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def configure_threads(*, cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """Set torch's intra-op threads to :func:`available_cpus` unless the user chose a count
+    (``OMP_NUM_THREADS`` or ``THRESHER_THREADS``); returns the count in use."""
+    chosen = os.environ.get("THRESHER_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    if chosen:
+        try:
+            threads = int(chosen)
+        except ValueError:
+            raise ConfigError(
+                f"THRESHER_THREADS/OMP_NUM_THREADS must be a whole number, got {chosen!r}"
+            ) from None
+        if threads < 1:
+            raise ConfigError(f"THRESHER_THREADS/OMP_NUM_THREADS must be >= 1, got {threads}")
+    else:
+        threads = available_cpus(cgroup_root=cgroup_root)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads

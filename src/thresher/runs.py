@@ -284,16 +284,23 @@ def embed_run(
     device: str | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    precision: str = "fp32",
 ) -> Any:
     """Extract (or reuse) embeddings of ``layer`` (penultimate by default) for ``split``.
 
     ``engine="ray"`` runs the extraction on a Ray cluster (``ray_address``, or a local one); both
     engines write and reuse the same cache, so the result is the same either way.
+    ``precision`` other than fp32 is a separate cache entry (local engine only).
     """
     from thresher.embed import cached_extract, default_layer
     from thresher.models import model_spec
 
     if engine != "local":
+        if precision != "fp32":
+            raise ConfigError(
+                f"--precision {precision} embeds on the local engine only; drop --engine ray "
+                "or embed in fp32"
+            )
         from thresher.distributed import embed_run_on, get_engine
 
         with get_engine(engine, address=ray_address) as eng:
@@ -305,16 +312,21 @@ def embed_run(
         shape = run_input_shape(run, ds)
         name = layer or default_layer(net, spec.feature_layer, input_shape=shape)
         emb = cached_extract(
-            run, net, ds, layer=name, transform=run_transform(run), reduce=reduce, device=device
+            run,
+            net,
+            ds,
+            layer=name,
+            transform=run_transform(run),
+            reduce=reduce,
+            device=device,
+            precision=precision,
         )
     name = emb.layer
     steps = run.manifest["steps"].get("embed", {})
-    steps[f"{split}:{name}:{reduce}"] = {
-        "layer": name,
-        "split": split,
-        "reduce": reduce,
-        "shape": list(emb.values.shape),
-    }
+    step = {"layer": name, "split": split, "reduce": reduce, "shape": list(emb.values.shape)}
+    if precision != "fp32":
+        step["precision"] = precision
+    steps[f"{split}:{name}:{reduce}" + ("" if precision == "fp32" else f":{precision}")] = step
     run.record_step("embed", steps)
     return emb
 

@@ -300,6 +300,13 @@ def embed_cmd(
     layer: Annotated[str | None, typer.Option(help="Layer (default: penultimate).")] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "train",
     reduce: Annotated[str, typer.Option(help="flatten or avgpool for 4-D maps.")] = "flatten",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32 (default: comparable across runs), auto, bf16 or fp16; each precision "
+            "is its own cache entry."
+        ),
+    ] = "fp32",
     device: DeviceOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -320,6 +327,7 @@ def embed_cmd(
         device=device,
         engine=engine,
         ray_address=ray_address,
+        precision=precision,
     )
     info = {
         "layer": emb.layer,
@@ -678,6 +686,9 @@ def demo_cmd(
 def main() -> None:
     """Entry point: ThresherErrors become one line on stderr and exit 2 (``--debug`` for more)."""
     try:
+        from thresher.device import configure_threads
+
+        configure_threads()  # one thread per CPU the container really grants
         app(standalone_mode=False)
     except ThresherError as exc:
         if os.environ.get("THRESHER_DEBUG") == "1":

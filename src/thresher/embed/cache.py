@@ -54,9 +54,13 @@ def cache_key(
     reduce: str,
     dataset_fingerprint: str,
     transform: str = "",
+    precision: str = "fp32",
 ) -> str:
-    """``sha256(model + layer + reduce + data + transform)[:16]``: the entry's folder name."""
-    parts = (model_fingerprint, layer, reduce, dataset_fingerprint, transform)
+    """``sha256(model + layer + reduce + data + transform [+ precision])[:16]``: the entry's
+    folder name (fp32 entries keep the key they had before precision existed)."""
+    parts: tuple[str, ...] = (model_fingerprint, layer, reduce, dataset_fingerprint, transform)
+    if precision != "fp32":
+        parts += (precision,)
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
@@ -98,6 +102,7 @@ def cached_extract(
     stop_early: bool = False,
     dataset_fingerprint: str | None = None,
     in_memory_limit: int = IN_MEMORY_LIMIT,
+    precision: str = "fp32",
 ) -> Embeddings:
     """:func:`~thresher.embed.extract.extract`, reusing a complete matching entry in ``run``.
 
@@ -131,6 +136,10 @@ def cached_extract(
             "this (batch, ids) stream has no fingerprint, so its embeddings cannot be cached; "
             "pass dataset_fingerprint= (e.g. a hash of its file list) or use extract()"
         )
+    from thresher.device import resolve_device
+    from thresher.precision import resolve_precision
+
+    prec = resolve_precision(precision, resolve_device(device))
     model_fp = model_fingerprint(model)
     tf = transform_token(transform)
     key = cache_key(
@@ -139,6 +148,7 @@ def cached_extract(
         reduce=reduce,
         dataset_fingerprint=data_fp,
         transform=tf,
+        precision=prec,
     )
     rel = entry_dir(key)
     expected = {
@@ -164,6 +174,7 @@ def cached_extract(
         reduce=reduce,
         limit=limit,
         stop_early=stop_early,
+        precision=prec,
         sink_for=lambda rows: _CacheSink(run, f"{rel}/values.npy", rows, in_memory_limit),
         model_fp=model_fp,
         dataset_fp=data_fp,

@@ -152,6 +152,7 @@ def extract(
     reduce: Reduce = "flatten",
     limit: int | None = None,
     stop_early: bool = False,
+    precision: str = "fp32",
 ) -> Embeddings:
     """Embed every sample of ``data`` at ``layer`` of ``model``.
 
@@ -186,6 +187,9 @@ def extract(
     stop_early:
         end each forward right after the tapped layer: faster for early layers, but no
         ``predictions``.
+    precision:
+        ``"fp32"`` (default: embeddings comparable across runs and machines), ``"bf16"``,
+        ``"fp16"`` or ``"auto"``; the values are stored as float32 either way.
 
     Returns
     -------
@@ -212,6 +216,7 @@ def extract(
         limit=limit,
         stop_early=stop_early,
         sink_for=MemorySink,
+        precision=precision,
     )
 
 
@@ -229,8 +234,11 @@ def run_extraction(
     sink_for: Callable[[int | None], ValuesSink],
     model_fp: str | None = None,
     dataset_fp: str | None = None,
+    precision: str = "fp32",
 ) -> Embeddings:
     """:func:`extract` writing its rows into ``sink_for(expected_rows)`` (used by the cache)."""
+    from thresher.precision import autocast, resolve_precision
+
     if reduce not in ("flatten", "avgpool"):
         raise ConfigError(
             f"extract needs (N, D) rows, so reduce must be 'flatten' or 'avgpool', got {reduce!r}"
@@ -242,11 +250,12 @@ def run_extraction(
     if layer is not None:
         resolve_layer(model, layer)  # refuse a wrong name before reading any data
     dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
     model_fp = model_fp or model_fingerprint(model)
     source = _source_for(data, batch_size=batch_size, limit=limit, known_fp=dataset_fp)
     batches = _device_batches(source.batches, transform=transform, device=dev)
 
-    with _on_device(model, dev), eval_mode(model), torch.inference_mode():
+    with _on_device(model, dev), eval_mode(model), torch.inference_mode(), autocast(prec, dev):
         first = next(batches, None)
         if first is None:
             raise DataError("the data yielded no batches; check the data source and its filters")

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# LRP-GUS at the paper's scale on the real MNIST (Table 4; issue 15), resumable across sessions.
+#
+#   bash benchmarks/lrp_gus_mnist/run.sh            # start, or continue where it stopped
+#
+# Each step is idempotent: the run directory lives in the repository
+# (benchmarks/results/lrp_gus_mnist/run, small: weights of one LeNet, the search trace and the
+# evaluations), the search resumes from its stored trace (`reduce --resume`), and a session
+# that must stop kills it and commits the directory. Paper settings: p0 = 2000 per class,
+# up 5%, down 20%, lim 40%, Nmax 1000, 15 epochs per model, cutoff = 3 points of accuracy
+# drop, chosen on a validation split held out of T (Thresher's default). Speed: precision auto
+# (bf16 on this CPU) and --stop-after-cutoff 25 (the tail after the cutoff cannot move T_c).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export THRESHER_DATA=${THRESHER_DATA:-../shared/data} THRESHER_PROGRESS=${THRESHER_PROGRESS:-0}
+T=${THRESHER:-.venv/bin/thresher}
+RUN=benchmarks/results/lrp_gus_mnist/run
+SEEDS=${SEEDS:-20}
+if [ ! -f "$RUN/manifest.json" ] || ! grep -q '"train"' "$RUN/manifest.json"; then
+  echo "== [1/3] the run's model on the full MNIST (paper recipe, precision auto)"
+  "$T" train mnist --model mnist_lenet --precision auto --out "$RUN" --overwrite --json \
+    > benchmarks/results/lrp_gus_mnist/train.json
+fi
+echo "== [2/3] the search (resumes a stored trace)"
+resume=()
+[ -f "$RUN/reduce/state.json" ] && resume=(--resume)
+"$T" reduce "$RUN" --p0 2000 --up 0.05 --down 0.20 --lim 0.40 --iterations 1000 \
+  --stop-after-cutoff "${PATIENCE:-25}" "${resume[@]}" --json > benchmarks/results/lrp_gus_mnist/reduce.json
+echo "== [3/3] T, T_c and T_c(bal) retrained with $SEEDS seeds each"
+"$T" evaluate "$RUN" --subset cutoff --seeds "$SEEDS" --json > benchmarks/results/lrp_gus_mnist/evaluate.json
+.venv/bin/python benchmarks/lrp_gus_mnist/results.py
