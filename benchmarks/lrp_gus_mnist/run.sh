@@ -16,6 +16,7 @@ export THRESHER_DATA=${THRESHER_DATA:-../shared/data} THRESHER_PROGRESS=${THRESH
 T=${THRESHER:-.venv/bin/thresher}
 RUN=benchmarks/results/lrp_gus_mnist/run
 SEEDS=${SEEDS:-20}
+mkdir -p benchmarks/results/lrp_gus_mnist
 if [ ! -f "$RUN/manifest.json" ] || ! grep -q '"train"' "$RUN/manifest.json"; then
   echo "== [1/3] the run's model on the full MNIST (paper recipe, precision auto)"
   "$T" train mnist --model mnist_lenet --precision auto --out "$RUN" --overwrite --json \

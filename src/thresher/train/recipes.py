@@ -183,10 +183,21 @@ class Recipe:
 
     # --- optimisation ------------------------------------------------------------------------
     def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        """The recipe's optimiser over ``params`` (elementwise, so stacked models train alike)."""
+        """The recipe's optimiser over ``params`` (elementwise, so stacked models train alike).
+
+        ``foreach=True``: one multi-tensor kernel per update instead of a Python loop over the
+        parameters (PyTorch picks it only on CUDA by default). Measured with
+        ``benchmarks/bench_optimizer.py`` on the CPU: the LeNet's optimiser step 7.8 -> 2.9 ms
+        of a 50-65 ms step; ``fused=True`` gained less and was slower for ``cifar_fast``.
+        """
         if self.optimizer == "adam":
             return torch.optim.Adam(
-                params, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
+                params,
+                lr=self.lr,
+                betas=self.betas,
+                eps=self.eps,
+                weight_decay=self.weight_decay,
+                foreach=True,
             )
         return torch.optim.SGD(
             params,
@@ -194,6 +205,7 @@ class Recipe:
             momentum=self.momentum,
             weight_decay=self.weight_decay,
             nesterov=self.nesterov,
+            foreach=True,
         )
 
     def lr_at(self, step: int, *, steps_per_epoch: int) -> float:
