@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CliResult = tuple[int, str, str]
@@ -88,3 +89,10 @@ def test_reduce_end_to_end_on_mnist(
     assert rows[1]["size"] == rows[2]["size"] == len(ids)
     assert max(rows[2]["class_counts"]) - min(rows[2]["class_counts"]) <= 1
     assert rows[0]["compression"] == 0
+    diff = table.to_dict()["cutoff_versus_balanced"]
+    expected = np.mean(table.cutoff.accuracy - table.balanced.accuracy)
+    assert diff["n"] == 2
+    assert diff["mean"] == pytest.approx(expected)
+    from thresher.reduce.workflow import format_cutoff_table
+
+    assert format_cutoff_table(table)[-1][0] == "T_c - T_c(bal)"

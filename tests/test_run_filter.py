@@ -127,12 +127,21 @@ def test_compare_prints_a_table_and_reuses_results(cli: Cli, run_dir: Path) -> N
     assert table["methods"] == ["random", "similar"]
     assert np.asarray(table["mean"]).shape == (1, 2)
     assert all(0.0 < v <= 1.0 for v in np.asarray(table["mean"]).ravel())
+    # similar is compared with random at the same size, seed by seed
+    similar = table["cells"]["similar-keep50"]
+    random_acc = np.asarray(table["cells"]["random-keep50"]["accuracy"])
+    diff = similar["versus_random"]
+    assert diff["n"] == 2
+    assert diff["mean"] == pytest.approx(float(np.mean(similar["accuracy"] - random_acc)))
+    assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"]
+    assert "versus_random" not in table["cells"]["random-keep50"]
     stored = sorted(p.name for p in (run_dir / "compare").iterdir())
     assert "random-keep50.json" in stored
     mtime = (run_dir / "compare" / "random-keep50.json").stat().st_mtime_ns
     code, stdout, _ = cli(args)
     assert code == 0
     assert "kept %" in stdout
+    assert "p=" in stdout  # the paired difference to random is printed in the similar column
     assert (run_dir / "compare" / "random-keep50.json").stat().st_mtime_ns == mtime  # reused
 
 

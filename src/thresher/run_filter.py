@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from thresher.errors import ConfigError, RunError
+from thresher.evaluate.paired import PairedDifference, paired_difference
 from thresher.filter import FilterResult, filter_dataset, random_subset, reduce_dims, uniqueness
 from thresher.filter.pipeline import PRESETS, preset
 from thresher.runs import embed_run, evaluate_run, run_dataset, run_recipe
@@ -278,6 +279,15 @@ class CompareTable:
     full_std: float
     seeds: int
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # cell name -> its paired difference to random at the same kept share (same seeds)
+    versus_random: dict[str, PairedDifference] = field(default_factory=dict)
+    names: tuple[tuple[str, ...], ...] = ()  # cell names, (len(keeps), len(methods))
+
+    def difference(self, i: int, j: int) -> PairedDifference | None:
+        """The paired difference of cell ``(keep i, method j)`` to random, when compared."""
+        if not self.names:
+            return None
+        return self.versus_random.get(self.names[i][j])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -288,6 +298,7 @@ class CompareTable:
             "full": {"mean": self.full_mean, "std": self.full_std},
             "seeds": self.seeds,
             "cells": self.cells,
+            "names": [list(row) for row in self.names],
         }
 
 
@@ -402,14 +413,16 @@ def compare_run(
     std = np.full_like(mean, math.nan)
     cells: dict[str, dict[str, Any]] = {}
     full = results.pop("full")
-    names = iter(results)
+    grid = np.array(list(results), dtype=object).reshape(len(keeps), len(methods))
     for i in range(len(keeps)):
         for j in range(len(methods)):
-            name = next(names)
-            res = results[name]
+            res = results[grid[i, j]]
             mean[i, j] = res["accuracy_mean"]
             std[i, j] = res["accuracy_std"]
-            cells[name] = {"size": res["subset_size"], "accuracy": res["accuracy"]}
+            cells[grid[i, j]] = {"size": res["subset_size"], "accuracy": res["accuracy"]}
+    versus = _versus_random(grid, methods, results)
+    for name, diff in versus.items():
+        cells[name]["versus_random"] = diff.to_dict()
     table = CompareTable(
         keeps=keeps,
         methods=methods,
@@ -419,6 +432,8 @@ def compare_run(
         full_std=float(full["accuracy_std"]),
         seeds=seeds,
         cells=cells,
+        versus_random=dict(versus),
+        names=tuple(tuple(str(v) for v in row) for row in grid),
     )
     run.write_json("compare/table.json", table.to_dict())
     return table
@@ -505,15 +520,36 @@ def _ids_hash(ids: np.ndarray | None) -> str:
     return hashlib.sha256("\x00".join(sorted(map(str, ids))).encode()).hexdigest()
 
 
+def _versus_random(
+    grid: np.ndarray, methods: tuple[str, ...], results: dict[str, dict[str, Any]]
+) -> dict[str, PairedDifference]:
+    """Each non-random cell against random at the same kept share, paired by seed."""
+    if "random" not in methods:
+        return {}
+    r = methods.index("random")
+    out: dict[str, PairedDifference] = {}
+    for i in range(grid.shape[0]):
+        base = np.asarray(results[grid[i, r]]["accuracy"], dtype=np.float64)
+        for j, method in enumerate(methods):
+            if method == "random":
+                continue
+            acc = np.asarray(results[grid[i, j]]["accuracy"], dtype=np.float64)
+            out[str(grid[i, j])] = paired_difference(acc, base)
+    return out
+
+
 def format_compare(table: CompareTable) -> list[list[str]]:
-    """Rows of strings: the header, then one row per kept percentage (mean ± std, in %)."""
+    """Rows of strings: the header, then one row per kept percentage: mean ± std (in %) and,
+    when random was compared, the paired difference to it with its p-value."""
     rows = [["kept %", *table.methods]]
     for i, keep in enumerate(table.keeps):
-        rows.append(
-            [f"{100 * keep:g}"]
-            + [
-                f"{100 * table.mean[i, j]:.2f} ± {100 * table.std[i, j]:.2f}"
-                for j in range(len(table.methods))
-            ]
-        )
+        row = [f"{100 * keep:g}"]
+        for j in range(len(table.methods)):
+            text = f"{100 * table.mean[i, j]:.2f} ± {100 * table.std[i, j]:.2f}"
+            diff = table.difference(i, j)
+            if diff is not None:
+                text += f" ({100 * diff.mean:+.2f}"
+                text += f", p={diff.p_value:.2g})" if diff.n > 1 else ")"
+            row.append(text)
+        rows.append(row)
     return rows

@@ -659,7 +659,10 @@ def compare_cmd(
         _print_json(table.to_dict())
         return
     rows = format_compare(table)
-    grid = Table(*rows[0], title=f"test accuracy, mean ± std over {seeds} seeds (%)")
+    title = f"test accuracy, mean ± std over {seeds} seeds (%)"
+    if "random" in names:
+        title += "; (difference to random at the same size, paired by seed, in points, p-value)"
+    grid = Table(*rows[0], title=title)
     for row in rows[1:]:
         grid.add_row(*row)
     out.print(f"full data set: {100 * table.full_mean:.2f} ± {100 * table.full_std:.2f} %")

@@ -340,12 +340,19 @@ class CutoffEvaluation:
             )
         return out
 
+    def cutoff_versus_balanced(self) -> Any:
+        """T_c against T_c(bal), paired by seed: does relevance guidance beat chance?"""
+        from thresher.evaluate.paired import paired_difference
+
+        return paired_difference(self.cutoff.accuracy, self.balanced.accuracy)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
             "seeds": self.full.n,
             "classes": list(self.full.classes),
             "rows": self.rows(),
+            "cutoff_versus_balanced": self.cutoff_versus_balanced().to_dict(),
         }
 
 
@@ -429,4 +436,5 @@ def format_cutoff_table(result: CutoffEvaluation) -> list[list[str]]:
                 *[f"{100 * d['f1_mean'][c]:.2f} ± {100 * d['f1_std'][c]:.2f}" for d in data],
             ]
         )
+    rows.append(["T_c - T_c(bal)", "", result.cutoff_versus_balanced().summary(), ""])
     return rows
