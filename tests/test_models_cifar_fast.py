@@ -137,3 +137,15 @@ def test_weight_averaging_changes_the_returned_model_and_refuses_stacking(
     assert plain.history[0].loss == averaged.history[0].loss
     with pytest.raises(ConfigError, match="does not keep weight averages"):
         train_many("cifar_fast", train, recipe=rec, seeds=[0, 1], stack=True)
+
+
+@pytest.mark.gpu
+def test_cifar_fast_trains_on_cuda_with_its_recipe(cifar_bits: tuple) -> None:
+    train, test = cifar_bits
+    rec = get_recipe("cifar-fast").replace(epochs=3, warmup_epochs=1, batch_size=128)
+    res = fit("cifar_fast", train, recipe=rec, seed=0, device="cuda")
+    assert res.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    logits = predict(
+        res.model, test, transform=transform_for("cifar_fast"), device="cuda", test_time_flip=True
+    )
+    assert (logits.argmax(1) == test.labels).mean() > 0.25
