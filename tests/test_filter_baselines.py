@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from thresher.errors import ConfigError
-from thresher.filter import BASELINES, random_subset, uniqueness, uniqueness_scores
+from thresher.filter import SELECTORS, random_subset, uniqueness, uniqueness_scores
 
 
 def test_uniqueness_matches_a_hand_computation() -> None:
@@ -78,6 +78,10 @@ def test_bad_baseline_arguments_are_refused(kwargs: dict[str, object], message: 
         random_subset([str(i) for i in range(10)], **kwargs)  # type: ignore[arg-type]
 
 
-def test_registry_lists_the_baselines() -> None:
-    assert BASELINES.names() == ["random", "uniqueness"]
-    assert BASELINES.get("uniqueness") is uniqueness
+def test_registry_lists_the_selectors_as_records() -> None:
+    assert SELECTORS.names() == ["random", "uniqueness"]
+    record = SELECTORS.get("uniqueness")
+    assert record.name == "uniqueness"
+    assert record.needs_embeddings
+    assert not SELECTORS.get("random").needs_embeddings
+    assert record.params["weights"] == [0.6, 0.3, 0.1]

@@ -27,6 +27,12 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (tests and plug-ins that register temporarily); returns its entry."""
+        if name not in self._entries:
+            raise self._error(f"no {self.kind} {name!r} is registered")
+        return self._entries.pop(name)
+
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@registry.decorator("name")`` registers the decorated object under ``name``."""
 

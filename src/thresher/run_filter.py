@@ -17,12 +17,20 @@ import numpy as np
 
 from thresher.errors import ConfigError, RunError
 from thresher.evaluate.paired import PairedDifference, paired_difference
-from thresher.filter import FilterResult, filter_dataset, random_subset, reduce_dims, uniqueness
+from thresher.filter import SELECTORS, FilterResult, filter_dataset, reduce_dims, select
 from thresher.filter.pipeline import PRESETS, preset
 from thresher.runs import embed_run, evaluate_run, run_dataset, run_recipe
 from thresher.store import Run, write_ids
 
-COMPARE_METHODS = ("random", "uniqueness", "similar", "outliers", "half", "labels")
+# The filter's own comparison arms; every registered selector is one too (compare_methods()).
+FILTER_ARMS = ("similar", "outliers", "half", "labels")
+
+
+def compare_methods() -> tuple[str, ...]:
+    """Every method ``compare`` accepts: the registered selectors, then the filter's arms."""
+    return tuple(SELECTORS.names()) + FILTER_ARMS
+
+
 EXPORT_FORMATS = ("txt", "csv", "json", "parquet", "folder", "index")
 # GLOSH (the thesis's HDBSCAN score) takes minutes at 50k items and hours at 1M; above this
 # size "auto" uses the distance to the k-th neighbour, which scales (benchmarks/README.md).
@@ -108,13 +116,13 @@ def _pct(fraction: float | None) -> str:
 
 def check_settings(settings: FilterSettings) -> None:
     """Refuse a request the filter would refuse, without reading or writing anything."""
-    from thresher.filter import BASELINES, DUPLICATE_METHODS, OUTLIER_SCORES, REDUCERS
+    from thresher.filter import DUPLICATE_METHODS, OUTLIER_SCORES, REDUCERS
     from thresher.filter.inputs import check_fraction
 
     if settings.baseline is not None:
         if settings.keep is None:
             raise ConfigError("a baseline needs --keep PCT (the share of the data to keep)")
-        BASELINES.get(settings.baseline)
+        SELECTORS.get(settings.baseline)
         check_fraction(settings.keep, name="keep", upper_inclusive=True)
         return
     outliers = check_fraction(settings.outliers, name="outliers")
@@ -149,12 +157,7 @@ def run_filter(
     if settings.baseline is not None:
         if settings.keep is None:
             raise ConfigError("a baseline needs --keep PCT (the share of the data to keep)")
-        if settings.baseline == "random":
-            result = random_subset(emb, keep=settings.keep, seed=settings.seed)
-        elif settings.baseline == "uniqueness":
-            result = uniqueness(emb, keep=settings.keep, seed=settings.seed)
-        else:
-            raise ConfigError(f"unknown baseline {settings.baseline!r}; use random or uniqueness")
+        result = select(settings.baseline, emb, keep=settings.keep, seed=settings.seed)
     else:
         opts = settings.options()
         label_scores = None
@@ -318,10 +321,8 @@ def subset_for(
     """
     remove = 1.0 - keep
     kw: dict[str, Any] = {"method": filter_method, "preset": filter_preset}
-    if method == "random":
-        settings = FilterSettings(baseline="random", keep=keep, seed=seed)
-    elif method == "uniqueness":
-        settings = FilterSettings(baseline="uniqueness", keep=keep, seed=seed)
+    if method in SELECTORS:
+        settings = FilterSettings(baseline=method, keep=keep, seed=seed)
     elif method == "similar":
         settings = FilterSettings(
             outliers=0.0, similar=remove, per_class=per_class, seed=seed, **kw
@@ -339,7 +340,7 @@ def subset_for(
             outliers=remove / 2, similar=remove / 2, per_class=per_class, seed=seed, **kw
         )
     else:
-        raise ConfigError(f"unknown method {method!r}; use any of {', '.join(COMPARE_METHODS)}")
+        raise ConfigError(f"unknown method {method!r}; use any of {', '.join(compare_methods())}")
     return run_filter(run, settings, cloud=False)
 
 
@@ -368,8 +369,8 @@ def compare_run(
     cells as parallel Ray tasks. ``precision`` overrides the run recipe's.
     """
     for m in methods:
-        if m not in COMPARE_METHODS:
-            raise ConfigError(f"unknown method {m!r}; use any of {', '.join(COMPARE_METHODS)}")
+        if m not in compare_methods():
+            raise ConfigError(f"unknown method {m!r}; use any of {', '.join(compare_methods())}")
     for k in keeps:
         if not 0.0 < k <= 1.0:
             raise ConfigError(f"kept shares must be in (0, 100] percent, got {100 * k:g}")
@@ -388,9 +389,9 @@ def compare_run(
         for method in methods:
             name = f"{method}-keep{_pct(keep)}"
             name += {None: "", True: "-perclass", False: "-global"}[per_class]
-            if method not in ("random", "uniqueness") and filter_method != "auto":
+            if method not in SELECTORS and filter_method != "auto":
                 name += f"-{filter_method}"
-            if method not in ("random", "uniqueness") and filter_preset != "default":
+            if method not in SELECTORS and filter_preset != "default":
                 name += f"-{filter_preset}"
             subset = subset_for(
                 run, method, keep, per_class=per_class, filter_method=filter_method,

@@ -65,9 +65,18 @@ class FilterRequest(BaseModel):
     dims: int = Field(128, ge=2, le=4096)
     method: str = Field("auto", pattern="^(auto|exact|scalable)$")
     outlier_score: str = Field("auto", pattern="^(auto|glosh|mst|knn)$")
-    baseline: str | None = Field(None, pattern="^(random|uniqueness)$")
+    baseline: str | None = Field(None, max_length=100)  # a registered selector (validated)
     keep: float | None = Field(None, gt=0.0, le=100.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @field_validator("baseline")
+    @classmethod
+    def _known_selector(cls, v: str | None) -> str | None:
+        from thresher.filter import SELECTORS
+
+        if v is not None and v not in SELECTORS:
+            raise ValueError(f"unknown selector; use one of {', '.join(SELECTORS.names())}")
+        return v
 
     @field_validator("layer")
     @classmethod

@@ -93,6 +93,34 @@ def models_cmd(as_json: JsonOpt = False) -> None:
     out.print("Also: tv:<torchvision name>, timm:<timm name>.")
 
 
+@app.command("selectors")
+def selectors_cmd(as_json: JsonOpt = False) -> None:
+    """The registered selectors: `filter --baseline NAME --keep PCT`, `compare --methods NAME`."""
+    from thresher.filter import SELECTORS
+
+    rows = [
+        {
+            "name": name,
+            "description": SELECTORS.get(name).description,
+            "needs_embeddings": SELECTORS.get(name).needs_embeddings,
+            "needs_labels": SELECTORS.get(name).needs_labels,
+        }
+        for name in SELECTORS.names()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    grid = Table("selector", "needs", "description", title="selectors")
+    for r in rows:
+        needs = ", ".join(
+            w
+            for w, on in (("embeddings", r["needs_embeddings"]), ("labels", r["needs_labels"]))
+            if on
+        )
+        grid.add_row(str(r["name"]), needs or "ids", str(r["description"]))
+    out.print(grid)
+
+
 @app.command("layers")
 def layers_cmd(
     model_or_run: Annotated[str, typer.Argument(help="A registered model name or a run dir.")],
@@ -464,7 +492,10 @@ def filter_cmd(
         float,
         typer.Option(help="Percent removed as label issues (needs `thresher labels RUN`)."),
     ] = 0.0,
-    baseline: Annotated[str | None, typer.Option(help="random or uniqueness instead.")] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="A selector instead (random, uniqueness, ...: `thresher selectors`)."),
+    ] = None,
     keep: Annotated[float | None, typer.Option(help="Percent kept (baselines).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = None,
@@ -603,8 +634,8 @@ def compare_cmd(
     methods: Annotated[
         str,
         typer.Option(
-            help="Comma list of random, uniqueness, similar, outliers, half, labels "
-            "(labels needs `thresher labels RUN` first)."
+            help="Comma list of selectors (random, uniqueness, ...: `thresher selectors`) and "
+            "filter arms: similar, outliers, half, labels (needs `thresher labels RUN` first)."
         ),
     ] = "random,uniqueness,similar,outliers,half",
     keep: Annotated[str, typer.Option(help="Comma list of kept percentages.")] = "95,90,80,50",

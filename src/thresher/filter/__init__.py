@@ -2,10 +2,20 @@
 percentages, seen through a model's embeddings, plus the random and uniqueness baselines.
 
 Registries (names for the CLI and the app): :data:`REDUCERS`, :data:`OUTLIER_SCORES`,
-:data:`DUPLICATE_METHODS`, :data:`BASELINES`.
+:data:`DUPLICATE_METHODS`, :data:`SELECTORS` (records: a new selector is one decorated score
+function, :func:`register_selector`).
 """
 
-from thresher.filter.baselines import BASELINES, random_subset, uniqueness, uniqueness_scores
+from thresher.filter.baselines import (
+    SELECTORS,
+    SelectionInput,
+    Selector,
+    random_subset,
+    register_selector,
+    select,
+    uniqueness,
+    uniqueness_scores,
+)
 from thresher.filter.budgets import Budget, apportion, global_budget, per_class_budgets
 from thresher.filter.duplicates import (
     AUTO_EXACT_MAX,
@@ -16,19 +26,21 @@ from thresher.filter.duplicates import (
 from thresher.filter.outliers import OUTLIER_SCORES, OutlierScores, outlier_scores, select_top
 from thresher.filter.pipeline import filter_dataset
 from thresher.filter.reduce_dims import REDUCERS, reduce_dims, target_dims
-from thresher.filter.result import REASONS, FilterResult
+from thresher.filter.result import FILTER_REASONS, FilterResult, reasons
 
 __all__ = [
     "AUTO_EXACT_MAX",
-    "BASELINES",
     "DUPLICATE_METHODS",
+    "FILTER_REASONS",
     "OUTLIER_SCORES",
-    "REASONS",
     "REDUCERS",
+    "SELECTORS",
     "Budget",
     "DuplicateClusters",
     "FilterResult",
     "OutlierScores",
+    "SelectionInput",
+    "Selector",
     "apportion",
     "filter_dataset",
     "find_duplicates",
@@ -36,7 +48,10 @@ __all__ = [
     "outlier_scores",
     "per_class_budgets",
     "random_subset",
+    "reasons",
     "reduce_dims",
+    "register_selector",
+    "select",
     "select_top",
     "target_dims",
     "uniqueness",

@@ -1,13 +1,24 @@
-"""Baselines the thesis compares against: random subsampling and FiftyOne's uniqueness.
+"""Selectors: ways to choose a subset by a per-item removal score, in one registry of records.
 
-Both keep ``floor(keep x N)`` items (the same count as the filter keeps when
-``keep = 1 - outliers - similar``); ``stratified=True`` shares that count over the classes
-as :func:`thresher.filter.budgets.apportion` does (largest remainder, totals exact).
+The thesis compares its filters against random subsampling and FiftyOne's uniqueness; both are
+selectors here, and a new one (a pruning score, say) is one decorated function:
+
+    @register_selector("my_score", description="...")
+    def my_score(inputs: SelectionInput) -> np.ndarray:  # (N,) float, higher = removed first
+        ...
+
+after which ``thresher filter --baseline my_score --keep 90``, ``thresher compare --methods
+my_score``, the app's filter form and the result's ``reason`` column all know it. Every
+selector keeps ``floor(keep x N)`` items (the same count as the filter keeps when
+``keep = 1 - outliers - similar``); ``stratified=True`` shares that count over the classes as
+:func:`thresher.filter.budgets.apportion` does (largest remainder, totals exact). Equal scores
+are removed in id order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,8 +31,160 @@ from thresher.filter.outliers import select_top
 from thresher.filter.result import FilterResult
 from thresher.registry import Registry
 
-Baseline = Callable[..., FilterResult]
-BASELINES: Registry[Baseline] = Registry("baseline", error=ConfigError)
+
+@dataclass(frozen=True)
+class SelectionInput:
+    """What a selector's score sees.
+
+    Attributes:
+        ids: ``(N,)`` sample ids.
+        values: ``(N, D)`` embeddings, or ``None`` when the caller gave ids only.
+        labels: ``(N,)`` class labels, or ``None``.
+        seed: the request's seed (random draws, approximate indexes).
+    """
+
+    ids: np.ndarray
+    values: np.ndarray | None
+    labels: np.ndarray | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A registered selector.
+
+    Attributes:
+        name: registry name; also the ``reason`` of the items it removes.
+        score: ``score(SelectionInput) -> (N,)`` float; the highest scores are removed first.
+        description: one line for the CLI's and the app's lists.
+        needs_embeddings: refuse an ids-only input (``random`` needs none).
+        needs_labels: refuse unlabelled data.
+        params: extra parameters recorded in the result (``FilterResult.params``).
+    """
+
+    name: str
+    score: Callable[[SelectionInput], np.ndarray]
+    description: str = ""
+    needs_embeddings: bool = True
+    needs_labels: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+SELECTORS: Registry[Selector] = Registry("selector", error=ConfigError)
+
+
+def register_selector(
+    name: str,
+    *,
+    description: str = "",
+    needs_embeddings: bool = True,
+    needs_labels: bool = False,
+    params: dict[str, Any] | None = None,
+) -> Callable[[Callable[[SelectionInput], np.ndarray]], Callable[[SelectionInput], np.ndarray]]:
+    """Decorator registering a score function as the selector ``name``."""
+    from thresher.filter.result import FILTER_REASONS
+
+    if name in FILTER_REASONS:
+        raise ValueError(f"{name!r} is a filter reason; give the selector another name")
+
+    def wrap(score: Callable[[SelectionInput], np.ndarray]) -> Callable[..., np.ndarray]:
+        doc = (score.__doc__ or "").strip().splitlines()
+        SELECTORS.register(
+            name,
+            Selector(
+                name=name,
+                score=score,
+                description=description or (doc[0] if doc else name),
+                needs_embeddings=needs_embeddings,
+                needs_labels=needs_labels,
+                params=dict(params or {}),
+            ),
+        )
+        return score
+
+    return wrap
+
+
+def select(
+    name: str,
+    data: Any,
+    *,
+    keep: float,
+    seed: int = 0,
+    ids: Any = None,
+    labels: Any = None,
+    stratified: bool = False,
+) -> FilterResult:
+    """Keep ``floor(keep x N)`` items by the selector ``name``.
+
+    Parameters
+    ----------
+    name : a registered selector (:data:`SELECTORS`).
+    data : an ``Embeddings``, an ``(N, D)`` array, or (for selectors that need no embeddings)
+        a ``(N,)`` sequence of ids.
+    keep : fraction kept, in ``(0, 1]``.
+    seed : passed to the score.
+    ids, labels : override the ``Embeddings``'s own.
+    stratified : keep ``keep`` of every class rather than of the whole.
+
+    Returns
+    -------
+    A :class:`FilterResult` with ``method = reason = name`` for the removed items and the
+    selector's scores in ``score`` (min-max scaled to ``[0, 1]`` when they fall outside).
+    """
+    selector = SELECTORS.get(name)
+    inputs = _inputs(selector, data, ids=ids, labels=labels, seed=seed)
+    n = inputs.ids.shape[0]
+    n_keep = _n_keep(n, keep)
+    if selector.needs_labels and inputs.labels is None:
+        raise ConfigError(f"the {name} selector needs labels; pass labelled data")
+    score = np.asarray(selector.score(inputs), dtype=np.float64)
+    if score.shape != (n,) or not np.all(np.isfinite(score)):
+        raise ConfigError(
+            f"the {name} selector returned {score.shape} scores for {n} items (or non-finite "
+            "ones); a selector must give one finite score per item"
+        )
+    kept = _remove_highest(
+        score, inputs.ids, n_keep=n_keep, keep=keep, labels=inputs.labels, stratified=stratified
+    )
+    params = {"keep": float(keep), "seed": int(seed), "stratified": bool(stratified)}
+    params.update(selector.params)
+    return _result(inputs.ids, kept, _unit_scale(score), inputs.labels, name, params)
+
+
+def _unit_scale(score: np.ndarray) -> np.ndarray:
+    """Scores as stored in a result: in ``[0, 1]`` already -> unchanged; otherwise min-max
+    scaled (the order, which decided the subset, is kept)."""
+    if score.size == 0 or (score.min() >= 0.0 and score.max() <= 1.0):
+        return score
+    span = float(score.max() - score.min())
+    return (score - score.min()) / span if span > 0 else np.zeros_like(score)
+
+
+def _inputs(selector: Selector, data: Any, *, ids: Any, labels: Any, seed: int) -> SelectionInput:
+    has_values = hasattr(data, "values") and hasattr(data, "ids")
+    if selector.needs_embeddings:
+        if not has_values and np.ndim(data) != 2:
+            raise ConfigError(
+                f"the {selector.name} selector needs embeddings (an (N, D) array or "
+                "Embeddings), not ids alone"
+            )
+        unpacked = unpack(data, ids=ids, labels=labels, min_items=1)
+        return SelectionInput(unpacked.ids, unpacked.values, unpacked.labels, int(seed))
+    # ids only: the embeddings' values are not read (nor checked)
+    if has_values:
+        labels = getattr(data, "labels", None) if labels is None else labels
+        ids = data.ids if ids is None else ids
+    elif np.ndim(data) == 2 and ids is None:
+        ids = np.arange(np.shape(data)[0]).astype(str)
+    id_seq = data if ids is None else ids
+    n = len(id_seq)
+    if n < 1:
+        raise ConfigError("there are no items to select from; pass the whole data set")
+    return SelectionInput(
+        as_ids(id_seq, n), None, as_per_sample(labels, n, what="labels"), int(seed)
+    )
+
 
 UNIQUENESS_WEIGHTS = (0.6, 0.3, 0.1)
 
@@ -78,7 +241,16 @@ def _result(
     )
 
 
-@BASELINES.decorator("random")
+@register_selector(
+    "random", description="a seeded random subset (the pruning literature's strong baseline)",
+    needs_embeddings=False,
+)  # fmt: skip
+def random_priority(inputs: SelectionInput) -> np.ndarray:
+    """Each item's random priority in ``[0, 1)`` from ``seed``; the highest are removed."""
+    n = int(inputs.ids.shape[0])
+    return np.asarray(np.random.default_rng(inputs.seed).random(n), dtype=np.float64)
+
+
 def random_subset(
     ids: Any,
     *,
@@ -105,16 +277,7 @@ def random_subset(
     if hasattr(ids, "ids"):
         labels = getattr(ids, "labels", None) if labels is None else labels
         ids = ids.ids
-    n = len(ids)
-    id_arr = as_ids(ids, n)
-    label_arr = as_per_sample(labels, n, what="labels")
-    n_keep = _n_keep(n, keep)
-    priority = np.random.default_rng(seed).random(n)
-    kept = _remove_highest(
-        priority, id_arr, n_keep=n_keep, keep=keep, labels=label_arr, stratified=stratified
-    )
-    params = {"keep": float(keep), "seed": int(seed), "stratified": bool(stratified)}
-    return _result(id_arr, kept, priority, label_arr, "random", params)
+    return select("random", ids, keep=keep, seed=seed, labels=labels, stratified=stratified)
 
 
 def uniqueness_scores(x: np.ndarray, *, seed: int = 0) -> np.ndarray:
@@ -142,7 +305,17 @@ def uniqueness_scores(x: np.ndarray, *, seed: int = 0) -> np.ndarray:
     return weighted / top if top > 0 else np.zeros(n, dtype=np.float64)
 
 
-@BASELINES.decorator("uniqueness")
+@register_selector(
+    "uniqueness",
+    description="FiftyOne-style uniqueness: the least unique (densest) items go first",
+    params={"neighbours": len(UNIQUENESS_WEIGHTS), "weights": list(UNIQUENESS_WEIGHTS)},
+)
+def uniqueness_removal(inputs: SelectionInput) -> np.ndarray:
+    """``1 - uniqueness``: the least unique items are removed first."""
+    assert inputs.values is not None  # needs_embeddings
+    return 1.0 - uniqueness_scores(np.asarray(inputs.values), seed=inputs.seed)
+
+
 def uniqueness(
     embeddings_or_x: Any,
     *,
@@ -167,17 +340,12 @@ def uniqueness(
     A :class:`FilterResult` with ``method="uniqueness"`` and ``score = 1 - uniqueness``;
     equal scores are removed in id order.
     """
-    data = unpack(embeddings_or_x, ids=ids, labels=labels, min_items=1)
-    n_keep = _n_keep(len(data), keep)
-    score = 1.0 - uniqueness_scores(data.values, seed=seed)
-    kept = _remove_highest(
-        score, data.ids, n_keep=n_keep, keep=keep, labels=data.labels, stratified=stratified
+    return select(
+        "uniqueness",
+        embeddings_or_x,
+        keep=keep,
+        seed=seed,
+        ids=ids,
+        labels=labels,
+        stratified=stratified,
     )
-    params = {
-        "keep": float(keep),
-        "seed": int(seed),
-        "stratified": bool(stratified),
-        "neighbours": len(UNIQUENESS_WEIGHTS),
-        "weights": list(UNIQUENESS_WEIGHTS),
-    }
-    return _result(data.ids, kept, score, data.labels, "uniqueness", params)

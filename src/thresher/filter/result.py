@@ -10,7 +10,17 @@ import numpy as np
 
 from thresher.errors import DataError
 
-REASONS = ("kept", "outlier", "label", "similar", "random", "uniqueness")
+# The filter's own reasons; every registered selector adds its name (see reasons()).
+FILTER_REASONS = ("kept", "outlier", "label", "similar")
+
+
+def reasons() -> tuple[str, ...]:
+    """Every valid ``reason``: the filter's, then each registered selector's name."""
+    from thresher.filter.baselines import SELECTORS
+
+    return FILTER_REASONS + tuple(SELECTORS.names())
+
+
 COLUMNS = (
     "id",
     "kept",
@@ -88,11 +98,11 @@ class FilterResult:
                 f"unknown near-duplicate signal in a filter result (valid: {SIGNALS}); "
                 "re-run the filter"
             )
-        bad = ~np.isin(self.reason, REASONS)
+        bad = ~np.isin(self.reason, reasons())
         if bad.any():
             raise DataError(
                 f"unknown reason {self.reason[bad][0]!r} in a filter result "
-                f"(valid: {', '.join(REASONS)}); re-run the filter"
+                f"(valid: {', '.join(reasons())}); re-run the filter"
             )
         if not np.array_equal(self.kept, self.reason == "kept"):
             raise DataError("filter result rows disagree on kept vs reason; re-run the filter")
@@ -140,7 +150,7 @@ class FilterResult:
     def counts(self) -> dict[str, int]:
         """Items per reason, plus ``total``."""
         out = {"total": len(self)}
-        out.update({r: int((self.reason == r).sum()) for r in REASONS})
+        out.update({r: int((self.reason == r).sum()) for r in reasons()})
         return out
 
     @property
@@ -169,7 +179,7 @@ class FilterResult:
     def summary(self) -> str:
         """``"filter: kept 900/1000 (90.0%); removed 50 outlier, 50 similar"``."""
         c = self.counts
-        removed = [f"{c[r]} {r}" for r in REASONS[1:] if c[r]]
+        removed = [f"{c[r]} {r}" for r in reasons()[1:] if c[r]]
         pct = 100.0 * c["kept"] / c["total"] if c["total"] else 0.0
         tail = f"; removed {', '.join(removed)}" if removed else ""
         return f"{self.method}: kept {c['kept']}/{c['total']} ({pct:.1f}%){tail}"
