@@ -250,6 +250,37 @@ def test_evaluate_a_subset_file(cli: Cli, tiny_run: Path, tmp_path: Path) -> Non
     assert_one_line_error(code, err, "not in the data set")
 
 
+def test_evaluate_versus_random_pairs_a_class_matched_random_subset(
+    cli: Cli, tiny_run: Path, tmp_path: Path
+) -> None:
+    from thresher.runs import open_run, random_like, run_dataset
+
+    train = run_dataset(open_run(tiny_run), "train")
+    labels = np.asarray(train.labels)
+    keep = np.flatnonzero(labels < 5)[:150]  # a subset with a skewed class mix
+    subset = tmp_path / "skewed.txt"
+    subset.write_text("\n".join(train.ids[keep]) + "\n")
+    twin = random_like(open_run(tiny_run), train.ids[keep])
+    pos = np.flatnonzero(np.isin(train.ids, twin))
+    assert np.array_equal(
+        np.bincount(labels[pos], minlength=10), np.bincount(labels[keep], minlength=10)
+    )
+    assert not np.array_equal(np.sort(pos), np.sort(keep))  # random, not the same images
+    args = ["evaluate", str(tiny_run), "--subset", str(subset), "--seeds", "2", "--epochs", "1"]
+    code, stdout, err = cli([*args, "--versus-random", "--json"])
+    assert code == 0, err
+    res = json.loads(stdout)
+    diff = res["versus_random"]
+    expected = np.mean(np.subtract(res["subset"]["accuracy"], res["random"]["accuracy"]))
+    assert diff["mean"] == pytest.approx(expected)
+    assert res["random"]["subset_size"] == res["subset"]["subset_size"] == 150
+    code, stdout, err = cli([*args, "--versus-random"])
+    assert code == 0, err
+    assert "subset - random:" in stdout
+    code, _, err = cli(["evaluate", str(tiny_run), "--versus-random"])
+    assert_one_line_error(code, err, "--versus-random needs --subset FILE")
+
+
 def test_models_lists_the_registry(cli: Cli) -> None:
     code, stdout, _ = cli(["models", "--json"])
     assert code == 0

@@ -241,6 +241,30 @@ def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = N
     return rec
 
 
+def random_like(run: Run, ids: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """A seeded random subset of the run's training split with the same number of images of
+    each class as ``ids``: the matched baseline a subset must beat."""
+    from thresher.errors import DataError
+
+    train = run_dataset(run, "train")
+    labels = train.require_labels("a class-matched random subset")
+    wanted = np.asarray(ids).astype(str)
+    pos = np.flatnonzero(np.isin(train.ids, wanted))
+    if pos.size != np.unique(wanted).size:
+        raise DataError(
+            f"{np.unique(wanted).size - pos.size} of the subset's ids are not in the run's "
+            "training split; pass ids of this run's training data"
+        )
+    counts = np.bincount(labels[pos], minlength=train.num_classes)
+    rng = np.random.default_rng(seed)
+    picked = [
+        rng.choice(np.flatnonzero(labels == c), size=int(n), replace=False)
+        for c, n in enumerate(counts)
+        if n
+    ]
+    return np.asarray(train.ids[np.sort(np.concatenate(picked))])
+
+
 def run_dataset(run: Run, split: str = "train") -> ImageDataset:
     """The run's data, rebuilt and checked against the fingerprint recorded at training."""
     ds = run_data_spec(run).load(split)

@@ -384,6 +384,14 @@ def evaluate_cmd(
     ] = None,
     seeds: Annotated[int, typer.Option(help="Models to train (seeds 0..N-1).")] = 5,
     epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
+    versus_random: Annotated[
+        bool,
+        typer.Option(
+            "--versus-random",
+            help="Also train on a random subset with the same class counts (same seeds) and "
+            "report the paired difference: does the subset beat chance?",
+        ),
+    ] = False,
     precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     engine: EngineOpt = "local",
@@ -417,21 +425,51 @@ def evaluate_cmd(
         return
     path = Path(subset) if subset is not None else None
     ids = read_ids(path) if path is not None else None
-    res = evaluate_run(
-        open_run(run_dir),
-        subset_ids=ids,
-        seeds=seeds,
-        epochs=epochs,
-        device=device,
-        name=path.stem if path else "full",
-        engine=engine,
-        ray_address=ray_address,
-        precision=precision,
-    )
-    if as_json:
-        _print_json(res.to_dict())
+    if versus_random and ids is None:
+        from thresher.errors import ConfigError
+
+        raise ConfigError("--versus-random needs --subset FILE (the full set has no random twin)")
+    run = open_run(run_dir)
+    twin = None
+    if versus_random:
+        import numpy as np
+
+        from thresher.runs import random_like
+
+        twin = random_like(run, np.asarray(ids))  # checked before any training
+    common: dict[str, Any] = {
+        "seeds": seeds,
+        "epochs": epochs,
+        "device": device,
+        "engine": engine,
+        "ray_address": ray_address,
+        "precision": precision,
+    }
+    name = path.stem if path else "full"
+    res = evaluate_run(run, subset_ids=ids, name=name, **common)
+    if twin is None:
+        if as_json:
+            _print_json(res.to_dict())
+            return
+        out.print(res.summary())
         return
-    out.print(res.summary())
+    from thresher.evaluate.paired import paired_difference
+
+    base = evaluate_run(run, subset_ids=twin, name=f"{name}-random", **common)
+    diff = paired_difference(res.accuracy, base.accuracy)
+    if as_json:
+        _print_json(
+            {"subset": res.to_dict(), "random": base.to_dict(), "versus_random": diff.to_dict()}
+        )
+        return
+    out.print(f"subset: {res.summary()}")
+    out.print(f"random, same class counts: {base.summary()}")
+    verdict = (
+        "beats random" if diff.significant and diff.mean > 0
+        else "loses to random" if diff.significant
+        else "not distinguishable from random"
+    )  # fmt: skip
+    out.print(f"subset - random: {diff.summary()} ({verdict} at 95%)")
 
 
 # --- filter / export / compare -------------------------------------------------------------------
