@@ -38,12 +38,31 @@ AREA = "diagnose"
 
 @dataclass(frozen=True)
 class Analysis:
-    """One registered analysis: its title, how to compute it, and its result type."""
+    """One registered analysis: everything the CLI, the figures and the report need.
+
+    Attributes:
+        name: registry name (``--only``, the folder ``RUN/diagnose/<name>/``, the report's
+            section id).
+        title: one line for listings.
+        compute: ``compute(ctx) -> result``; the context shares the embeddings and one kNN graph.
+        result_type: a frozen result type with ``to_dict``/``from_dict``, ``summary()`` and
+            ``table()`` (rows of strings for the report).
+        figure: ``"module:function"`` drawing ``[(label, result), ...]`` as a matplotlib figure
+            (imported only when drawing, so the core needs no plotting library); ``""`` = none.
+        heading: the report's section heading (default: ``title``).
+        paper: what the paper calls it (``"Fig. 2"``), shown beside the heading.
+        extra_sections: report sections that follow this one, ``(id, heading, paper)``, drawn
+            by the report itself (the archetypes' prototypes, the adversaries' Table II).
+    """
 
     name: str
     title: str
     compute: Callable[[_Context], Any]
-    result_type: Any  # a frozen result dataclass with from_dict()
+    result_type: Any
+    figure: str = ""
+    heading: str = ""
+    paper: str = ""
+    extra_sections: tuple[tuple[str, str, str], ...] = ()
 
 
 ANALYSES: Registry[Analysis] = Registry("analysis", error=ConfigError)
@@ -102,22 +121,66 @@ class _Context:
         return int(np.argmin(counts))
 
 
-def _register(name: str, title: str, result_type: type) -> Callable[[Callable[..., Any]], Any]:
+def register_analysis(
+    name: str,
+    title: str,
+    result_type: type,
+    *,
+    figure: str = "",
+    heading: str = "",
+    paper: str = "",
+    extra_sections: tuple[tuple[str, str, str], ...] = (),
+) -> Callable[[Callable[..., Any]], Any]:
+    """Decorator registering ``compute(ctx) -> result`` as the analysis ``name``.
+
+    After it, ``thresher diagnose --only NAME``, the stored results, the figures and the
+    report's sections all include it (in registration order); no other file changes.
+    """
+
     def wrap(fn: Callable[[_Context], Any]) -> Callable[[_Context], Any]:
-        ANALYSES.register(name, Analysis(name, title, fn, result_type))
+        ANALYSES.register(
+            name,
+            Analysis(
+                name,
+                title,
+                fn,
+                result_type,
+                figure=figure,
+                heading=heading or title,
+                paper=paper,
+                extra_sections=tuple(extra_sections),
+            ),
+        )
         return fn
 
     return wrap
 
 
-@_register("accuracy", "Per-class accuracy and imbalance", ClassAccuracyResult)
+_FIGURES = "thresher.report.diagnose_figures"
+
+
+@register_analysis(
+    "accuracy",
+    "Per-class accuracy and imbalance",
+    ClassAccuracyResult,
+    figure=f"{_FIGURES}:accuracy_figure",
+    paper="Fig. 2",
+)
 def _accuracy(ctx: _Context) -> ClassAccuracyResult:
     return class_accuracy(
         ctx.test.labels, ctx.test.predictions, train_labels=ctx.train.labels, classes=ctx.classes
     )
 
 
-@_register("archetypes", "Archetypes and prototypes", ArchetypeResult)
+@register_analysis(
+    "archetypes",
+    "Archetypes and prototypes",
+    ArchetypeResult,
+    figure=f"{_FIGURES}:archetypes_figure",
+    heading="Archetypes: true positives per class and archetype",
+    paper="Fig. 3",
+    extra_sections=(("prototypes", "Archetype prototypes", "Fig. 4"),),
+)
 def _archetypes(ctx: _Context) -> ArchetypeResult:
     return archetypes(
         np.asarray(ctx.train.values),
@@ -131,7 +194,15 @@ def _archetypes(ctx: _Context) -> ArchetypeResult:
     )
 
 
-@_register("adversaries", "Nearest adversaries and validation false positives", AdversaryResult)
+@register_analysis(
+    "adversaries",
+    "Nearest adversaries and validation false positives",
+    AdversaryResult,
+    figure=f"{_FIGURES}:adversaries_figure",
+    heading="Training nearest adversaries vs validation false positives",
+    paper="Fig. 5",
+    extra_sections=(("table-ii", "KL divergence of validation false positives", "Table II"),),
+)
 def _adversaries(ctx: _Context) -> AdversaryResult:
     return nearest_adversaries(
         np.asarray(ctx.train.values),
@@ -146,14 +217,27 @@ def _adversaries(ctx: _Context) -> AdversaryResult:
     )
 
 
-@_register("top_features", "Top-K feature embeddings per class", TopFeaturesResult)
+@register_analysis(
+    "top_features",
+    "Top-K feature embeddings per class",
+    TopFeaturesResult,
+    figure=f"{_FIGURES}:top_features_figure",
+    heading="Top-K feature embeddings and their overlap",
+    paper="Fig. 6",
+)
 def _top_features(ctx: _Context) -> TopFeaturesResult:
     return top_features(
         np.asarray(ctx.train.values), ctx.train.labels, top_k=ctx.top_k, classes=ctx.classes
     )
 
 
-@_register("density", "Feature density of the reference class", FeatureDensityResult)
+@register_analysis(
+    "density",
+    "Feature density of the reference class",
+    FeatureDensityResult,
+    figure=f"{_FIGURES}:density_figure",
+    paper="Fig. 10",
+)
 def _density(ctx: _Context) -> FeatureDensityResult:
     return feature_density(
         np.asarray(ctx.train.values),
@@ -164,7 +248,13 @@ def _density(ctx: _Context) -> FeatureDensityResult:
     )
 
 
-@_register("colours", "Colours that define each class", ColourResult)
+@register_analysis(
+    "colours",
+    "Colours that define each class",
+    ColourResult,
+    figure=f"{_FIGURES}:colours_figure",
+    paper="Fig. 7",
+)
 def _colours(ctx: _Context) -> ColourResult:
     from thresher.runs import run_dataset, run_model, run_transform
 
@@ -180,14 +270,11 @@ def _colours(ctx: _Context) -> ColourResult:
 def resolve_only(only: Sequence[str] | str | None) -> list[str]:
     """Analysis names in registry order (all when ``only`` is empty); unknown names refused."""
     if only is None or only == "" or (not isinstance(only, str) and not only):
-        return [n for n in _ORDER if n in ANALYSES]
+        return ANALYSES.in_order()
     names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only)]
     for n in names:
         ANALYSES.get(n)  # raises ConfigError listing the valid names
-    return [n for n in _ORDER if n in names]
-
-
-_ORDER = ("accuracy", "archetypes", "adversaries", "top_features", "density", "colours")
+    return [n for n in ANALYSES.in_order() if n in names]
 
 
 def diagnose_run(
@@ -239,7 +326,8 @@ def diagnose_run(
         save_result(run, name, result)
         if name == "archetypes":
             _save_prototypes(run, result)
-        if figures and not missing("matplotlib"):  # a core install: results, no figures
+        if figures and ANALYSES.get(name).figure and not missing("matplotlib"):
+            # (a core install has no matplotlib: results are kept, figures skipped)
             from thresher.report.diagnose_figures import save_figure
 
             save_figure(name, [(run.path.name, result)], run.file(f"{AREA}/{name}/figure.png"))
@@ -317,7 +405,7 @@ def load_result(run: Run, name: str) -> Any:
 
 def stored_analyses(run: Run) -> list[str]:
     """Names of the analyses stored in ``run``, in report order."""
-    return [n for n in _ORDER if run.exists(f"{AREA}/{n}/result.json")]
+    return [n for n in ANALYSES.in_order() if run.exists(f"{AREA}/{n}/result.json")]
 
 
 def load_prototypes(run: Run) -> np.ndarray | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -284,20 +284,17 @@ def colours_figure(items: Items) -> Any:
     return fig
 
 
-FIGURES: dict[str, Callable[[Items], Any]] = {
-    "accuracy": accuracy_figure,
-    "archetypes": archetypes_figure,
-    "adversaries": adversaries_figure,
-    "top_features": top_features_figure,
-    "density": density_figure,
-    "colours": colours_figure,
-}
-
-
 def figure_for(name: str, items: Items) -> Any:
-    if name not in FIGURES:
-        raise ConfigError(f"no figure for {name!r}; use one of {', '.join(FIGURES)}")
-    return FIGURES[name](items)
+    """The figure of analysis ``name`` (its record's ``figure``, imported now)."""
+    import importlib
+
+    from thresher.diagnose.workflow import ANALYSES
+
+    path = ANALYSES.get(name).figure
+    if not path:
+        raise ConfigError(f"the {name} analysis registers no figure; give it figure='module:fn'")
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)(items)
 
 
 def png_bytes(fig: Any, *, dpi: int = 110) -> bytes:

@@ -17,17 +17,19 @@ from typing import Any
 from thresher.errors import RunError
 from thresher.store import Run
 
-#: (section id = analysis name, heading, what the paper calls it)
-SECTIONS = (
-    ("accuracy", "Per-class accuracy and imbalance", "Fig. 2"),
-    ("archetypes", "Archetypes: true positives per class and archetype", "Fig. 3"),
-    ("prototypes", "Archetype prototypes", "Fig. 4"),
-    ("adversaries", "Training nearest adversaries vs validation false positives", "Fig. 5"),
-    ("table-ii", "KL divergence of validation false positives", "Table II"),
-    ("top_features", "Top-K feature embeddings and their overlap", "Fig. 6"),
-    ("density", "Feature density of the reference class", "Fig. 10"),
-    ("colours", "Colours that define each class", "Fig. 7"),
-)
+
+def sections() -> list[tuple[str, str, str]]:
+    """``(section id, heading, what the paper calls it)``: each registered analysis in order,
+    followed by its extra sections (prototypes after archetypes, Table II after adversaries)."""
+    from thresher.diagnose.workflow import ANALYSES
+
+    out = []
+    for name in ANALYSES.in_order():
+        rec = ANALYSES.get(name)
+        out.append((name, rec.heading or rec.title, rec.paper))
+        out.extend(rec.extra_sections)
+    return out
+
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
@@ -97,15 +99,17 @@ def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
         + ", ".join(html.escape(lb) for lb in labels)
         + "</p>",
         "<nav><ul>"
-        + "".join(f"<li><a href='#{sid}'>{html.escape(h)} ({p})</a></li>" for sid, h, p in SECTIONS)
+        + "".join(
+            f"<li><a href='#{sid}'>{html.escape(h)}{f' ({p})' if p else ''}</a></li>"
+            for sid, h, p in sections()
+        )
         + "</ul></nav>",
     ]
     if any(r.exists("labels/result.parquet") for r in runs):
         parts.append(_label_issues_section(runs, labels))
-    for sid, heading, paper in SECTIONS:
-        parts.append(
-            f"<section id='{sid}'><h2>{html.escape(heading)} <small>({paper})</small></h2>"
-        )
+    for sid, heading, paper in sections():
+        note = f" <small>({html.escape(paper)})</small>" if paper else ""
+        parts.append(f"<section id='{sid}'><h2>{html.escape(heading)}{note}</h2>")
         parts.append(
             _section(
                 sid,
