@@ -6,6 +6,7 @@ Registries (names for the CLI and the app): :data:`REDUCERS`, :data:`OUTLIER_SCO
 function, :func:`register_selector`).
 """
 
+from thresher.filter import pruning as _pruning  # noqa: F401  (registers kcenter, herding, ssp)
 from thresher.filter.baselines import (
     SELECTORS,
     SelectionInput,

@@ -41,12 +41,15 @@ class SelectionInput:
         values: ``(N, D)`` embeddings, or ``None`` when the caller gave ids only.
         labels: ``(N,)`` class labels, or ``None``.
         seed: the request's seed (random draws, approximate indexes).
+        keep: the share that will be kept; greedy selectors may stop ordering after
+            ``ceil(keep x N)`` picks and rank the rest by their last criterion.
     """
 
     ids: np.ndarray
     values: np.ndarray | None
     labels: np.ndarray | None
     seed: int
+    keep: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def select(
     selector's scores in ``score`` (min-max scaled to ``[0, 1]`` when they fall outside).
     """
     selector = SELECTORS.get(name)
-    inputs = _inputs(selector, data, ids=ids, labels=labels, seed=seed)
+    inputs = _inputs(selector, data, ids=ids, labels=labels, seed=seed, keep=keep)
     n = inputs.ids.shape[0]
     n_keep = _n_keep(n, keep)
     if selector.needs_labels and inputs.labels is None:
@@ -161,7 +164,9 @@ def _unit_scale(score: np.ndarray) -> np.ndarray:
     return (score - score.min()) / span if span > 0 else np.zeros_like(score)
 
 
-def _inputs(selector: Selector, data: Any, *, ids: Any, labels: Any, seed: int) -> SelectionInput:
+def _inputs(
+    selector: Selector, data: Any, *, ids: Any, labels: Any, seed: int, keep: float
+) -> SelectionInput:
     has_values = hasattr(data, "values") and hasattr(data, "ids")
     if selector.needs_embeddings:
         if not has_values and np.ndim(data) != 2:
@@ -170,7 +175,7 @@ def _inputs(selector: Selector, data: Any, *, ids: Any, labels: Any, seed: int) 
                 "Embeddings), not ids alone"
             )
         unpacked = unpack(data, ids=ids, labels=labels, min_items=1)
-        return SelectionInput(unpacked.ids, unpacked.values, unpacked.labels, int(seed))
+        return SelectionInput(unpacked.ids, unpacked.values, unpacked.labels, int(seed), keep)
     # ids only: the embeddings' values are not read (nor checked)
     if has_values:
         labels = getattr(data, "labels", None) if labels is None else labels
@@ -182,7 +187,7 @@ def _inputs(selector: Selector, data: Any, *, ids: Any, labels: Any, seed: int) 
     if n < 1:
         raise ConfigError("there are no items to select from; pass the whole data set")
     return SelectionInput(
-        as_ids(id_seq, n), None, as_per_sample(labels, n, what="labels"), int(seed)
+        as_ids(id_seq, n), None, as_per_sample(labels, n, what="labels"), int(seed), keep
     )
 
 
