@@ -326,3 +326,26 @@ def test_fetch_from_a_loopback_mirror_then_load(
     assert code == 0
     assert stdout.count("already present") == 4
     assert len(requests) == n  # nothing downloaded again
+
+
+def test_a_moved_run_finds_its_data_through_thresher_data(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from thresher.runs import open_run, run_dataset
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_run, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    real_root = manifest["config"]["data"]["root"]
+    manifest["config"]["data"]["root"] = str(tmp_path / "gone")  # the old machine's path
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("THRESHER_DATA", str(real_root or tmp_path))
+    from thresher.runs import run_data_spec
+
+    assert run_data_spec(open_run(moved)).root == str(Path(real_root or tmp_path).resolve())
+    ds = run_dataset(open_run(moved), "train")
+    assert len(ds) == 400  # found through THRESHER_DATA, fingerprint checked
+    monkeypatch.delenv("THRESHER_DATA")
+    assert run_data_spec(open_run(moved)).root == str(tmp_path / "gone")  # no fallback asked

@@ -36,14 +36,18 @@ def test_views_counts_and_per_class_table() -> None:
     assert r.is_outlier.tolist() == [False, True, False, False, False]
     assert r.is_similar.tolist() == [False, False, False, True, False]
     assert r.outlier_score.tolist() == [0.1, 0.9, 0.2, 0.3, 0.0]
+    # one count per valid reason (the filter's, then every registered selector's)
+    from thresher.filter import reasons
+
+    assert list(r.counts) == ["total", *reasons()]
+    assert {"random", "uniqueness"} <= set(r.counts)
     assert r.counts == {
         "total": 5,
         "kept": 3,
         "outlier": 1,
         "label": 0,
         "similar": 1,
-        "random": 0,
-        "uniqueness": 0,
+        **dict.fromkeys(reasons()[4:], 0),
     }
     assert r.per_class == {
         0: {"total": 2, "kept": 1, "outlier": 1, "label": 0, "similar": 0, "other": 0},

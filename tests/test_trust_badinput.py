@@ -961,7 +961,7 @@ CLI = [
         "cli-compare-unknown-method",
         _cli("compare", "{run}", "--methods", "random,coin"),
         None,
-        ("unknown method 'coin'", "use any of random"),
+        ("unknown method 'coin'", "use any of", "random", "similar"),
     ),
     Case(
         "cli-filter-disk-full",

@@ -217,7 +217,14 @@ def open_run(path: str | os.PathLike[str]) -> Run:
 
 
 def run_data_spec(run: Run) -> DataSpec:
-    return DataSpec(**run.config["data"])
+    """The run's data spec. A pinned data root that no longer exists (a run moved to another
+    machine, or committed to a repository) falls back to ``THRESHER_DATA``; the recorded
+    fingerprints still have to match, so other data are refused, not used."""
+    spec = DataSpec(**run.config["data"])
+    fallback = os.environ.get("THRESHER_DATA")
+    if spec.root and not Path(spec.root).exists() and fallback and Path(fallback).exists():
+        spec = DataSpec(**{**asdict(spec), "root": str(Path(fallback).resolve())})
+    return spec
 
 
 def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = None) -> Any:
