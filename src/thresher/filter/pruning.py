@@ -5,7 +5,10 @@ Each is a registered selector (:mod:`thresher.filter.baselines`), so ``thresher 
 --baseline kcenter --keep 90`` and ``thresher compare --methods random,kcenter,herding,ssp``
 run them, and compare checks each against random with paired seeds.
 
-Greedy orders cost one ``(N, D)`` pass per pick; they stop after ``ceil(keep x N)`` picks (all
+Greedy orders cost one ``(N, D)`` pass per pick, O(keep x N^2 x D) in all, with a progress bar
+and an ETA (measured on 2 shared cores: 10,000 x 64 at 90% kept, k-center 6.5 s and herding
+3.8 s; 50,000 x 256 is about 100x that, so prefer a pooled layer to a wide flatten one). They
+stop after ``ceil(keep x N)`` picks (all
 a subset of that size needs) and rank the items not picked by the criterion of the last step,
 so the removal score is a full order either way. The orders are global; with class-aware
 budgets (``stratified``) each class keeps its quota of its best-ranked items. DeepCore runs
@@ -19,6 +22,7 @@ import math
 import numpy as np
 
 from thresher.filter.baselines import SelectionInput, register_selector
+from thresher.progress import track
 
 
 def _priority_to_score(order: np.ndarray, n: int) -> np.ndarray:
@@ -47,7 +51,7 @@ def kcenter_order(x: np.ndarray, *, picks: int, seed: int) -> np.ndarray:
     # squared distance of every item to its nearest centre
     dist = np.maximum(sq + sq[first] - 2.0 * (x @ x[first]), 0.0)
     dist[first] = -1.0  # chosen items never win again
-    for _ in range(1, picks):
+    for _ in track(range(1, picks), total=picks - 1, desc="k-center greedy"):
         nxt = int(np.argmax(dist))
         order.append(nxt)
         dist = np.minimum(dist, np.maximum(sq + sq[nxt] - 2.0 * (x @ x[nxt]), 0.0))
@@ -72,7 +76,7 @@ def herding_order(x: np.ndarray, *, picks: int) -> np.ndarray:
     chosen = np.zeros(n, dtype=bool)
     order: list[int] = []
     gain = np.empty(n)
-    for t in range(picks):
+    for t in track(range(picks), total=picks, desc="herding"):
         v = (t + 1) * mu - total
         # |v - x|^2 = |v|^2 - 2 v.x + |x|^2: the best candidate maximises 2 v.x - |x|^2
         gain = 2.0 * (x @ v) - sq
