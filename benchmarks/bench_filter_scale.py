@@ -80,7 +80,7 @@ def run_case(
         x,
         outliers=0.01,
         similar=similar,
-        reduce="none",
+        projection="none",
         method=method.removesuffix("-approx"),
         outlier_score=outlier_score,
         duplicate_options=options,

@@ -1,7 +1,7 @@
 """One LRP-GUS iteration (sample, train, evaluate, relevance, score): the fast path against a
 straightforward implementation, in the same process, on real MNIST.
 
-* ``fast``: :class:`thresher.reduce.scorer.TrainScorer` (the foundation's trainer: images on
+* ``fast``: :class:`thresher.lrp_gus.scorer.TrainScorer` (the foundation's trainer: images on
   the device, index-slice batches, batched transform; evaluation images resident on the
   device; relevance batched through zennit and streamed into per-class sums);
 * ``straightforward``: a ``torch.utils.data.DataLoader`` over a ``TensorDataset``, per-batch
@@ -34,9 +34,9 @@ from thresher.data.subset import stratified_split
 from thresher.device import resolve_device
 from thresher.evaluate import class_metrics
 from thresher.explain import make_composite, negative_intensity
+from thresher.lrp_gus.scorer import TrainScorer
+from thresher.lrp_gus.search import SearchSettings, class_orders, subset_positions
 from thresher.models import create_model, transform_for
-from thresher.reduce.scorer import TrainScorer
-from thresher.reduce.search import SearchSettings, class_orders, subset_positions
 from thresher.train import get_recipe
 
 

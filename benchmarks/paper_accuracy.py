@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from thresher.runs import DataSpec, train_run
+from thresher.workflows.run import DataSpec
+from thresher.workflows.train import train_run
 
 PAPER = {"mnist": ("mnist_lenet", 0.9924), "fashion-mnist": ("fmnist_cnn", 0.9246)}
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from thresher.diagnose import ANALYSES
-from thresher.diagnose.workflow import register_analysis
+from thresher.diagnose.analyses import register_analysis
 
 Cli = Callable[[list[str]], tuple[int, str, str]]
 NAME = "embedding_norms"
@@ -77,7 +77,8 @@ def plugin() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("analysis") / "r"
     train_run(out, data=DataSpec(name="digits", limit=200), model="mnist_lenet", epochs=1)
@@ -92,8 +93,8 @@ def test_diagnose_and_report_include_the_new_analysis(cli: Cli, run_dir: Path, p
     folder = run_dir / "diagnose" / plugin
     assert (folder / "result.json").is_file()
     assert (folder / "figure.png").read_bytes()[:4] == b"\x89PNG"
-    from thresher.diagnose.workflow import load_result
-    from thresher.runs import open_run
+    from thresher.workflows.diagnose import load_result
+    from thresher.workflows.run import open_run
 
     res = load_result(open_run(run_dir), plugin)
     assert isinstance(res, NormResult)

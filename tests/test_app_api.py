@@ -39,8 +39,9 @@ sys.addaudithook(_audit)
 def build_app_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run shared by the app's test modules: mnist_lenet, 1 epoch, 200 real digits,
     one filter with its 3D view, and a few stand-in diagnostics files."""
-    from thresher.run_filter import FilterSettings, run_filter
-    from thresher.runs import DataSpec, open_run, run_dataset, train_run
+    from thresher.workflows.filter import FilterSettings, run_filter
+    from thresher.workflows.run import DataSpec, open_run, run_dataset
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.getbasetemp() / RUN_NAME
     if (out / "filter" / "latest.json").is_file():
@@ -105,8 +106,8 @@ def _latest(client: TestClient) -> str:
 
 
 def _result(run_dir: Path, tag: str | None = None) -> Any:
-    from thresher.run_filter import load_filter
-    from thresher.runs import open_run
+    from thresher.workflows.filter import load_filter
+    from thresher.workflows.run import open_run
 
     return load_filter(open_run(run_dir), tag)
 
@@ -396,7 +397,7 @@ BadPost = Callable[[TestClient], Any]
         (lambda c: c.post("/api/filter", json={"layer": "../../etc"}), 400, "layer"),
         (lambda c: c.post("/api/filter", json={"layer": "conv9"}), 400, "unknown layer"),
         (lambda c: c.post("/api/filter", json={"baseline": "random"}), 400, "keep"),
-        (lambda c: c.post("/api/filter", json={"reduce": "eval"}), 400, "reduce"),
+        (lambda c: c.post("/api/filter", json={"projection": "eval"}), 400, "projection"),
     ],
 )
 def test_bad_filter_requests_are_refused_before_any_work(
@@ -442,8 +443,8 @@ def test_cli_refuses_a_folder_that_is_not_a_run(
 def test_label_issues_reach_the_point_panel_the_filter_form_and_the_grids(
     client: TestClient, run_dir: Path
 ) -> None:
-    from thresher.run_labels import labels_run
-    from thresher.runs import open_run
+    from thresher.workflows.labels import labels_run
+    from thresher.workflows.run import open_run
 
     before = _latest(client)
     refused = client.post("/api/filter", json={"outliers": 0, "similar": 0, "label_issues": 5})

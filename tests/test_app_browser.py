@@ -241,8 +241,8 @@ def _synthetic_50k_run(root: Path, data_root: Path) -> Path:
     from dataclasses import asdict
 
     from thresher.filter import FilterResult
-    from thresher.runs import DataSpec, run_dataset
     from thresher.store import Run
+    from thresher.workflows.run import DataSpec, run_dataset
 
     spec = DataSpec(name="mnist", root=str(data_root), limit=50_000).resolved()
     run = Run.create(

@@ -152,7 +152,8 @@ def test_installed_script_prints_no_traceback(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run: mnist_lenet trained for one epoch on 400 real digits."""
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train_run(out, data=DataSpec(name="digits", limit=400), model="mnist_lenet", epochs=1)
@@ -182,7 +183,8 @@ def test_train_writes_a_complete_run(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_train_is_deterministic(tmp_path: Path) -> None:
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     a = train_run(
         tmp_path / "a", data=DataSpec(name="digits", limit=200), model="mnist_lenet", epochs=1
@@ -224,13 +226,13 @@ def test_embed_then_reuse_the_cache(cli: Cli, tiny_run: Path) -> None:
     assert json.loads(stdout) == info
     assert sorted(p.relative_to(tiny_run) for p in (tiny_run / "embeddings").rglob("*")) == files
     code, stdout, _ = cli(
-        ["embed", str(tiny_run), "--layer", "pool1", "--reduce", "avgpool", "--json"]
+        ["embed", str(tiny_run), "--layer", "pool1", "--pooling", "avgpool", "--json"]
     )
     assert json.loads(stdout)["shape"] == [400, 32]
 
 
 def test_evaluate_a_subset_file(cli: Cli, tiny_run: Path, tmp_path: Path) -> None:
-    from thresher.runs import open_run, run_dataset
+    from thresher.workflows.run import open_run, run_dataset
 
     ids = run_dataset(open_run(tiny_run), "train").ids[::2]
     subset = tmp_path / "half.csv"
@@ -253,7 +255,8 @@ def test_evaluate_a_subset_file(cli: Cli, tiny_run: Path, tmp_path: Path) -> Non
 def test_evaluate_versus_random_pairs_a_class_matched_random_subset(
     cli: Cli, tiny_run: Path, tmp_path: Path
 ) -> None:
-    from thresher.runs import open_run, random_like, run_dataset
+    from thresher.workflows.evaluate import random_like
+    from thresher.workflows.run import open_run, run_dataset
 
     train = run_dataset(open_run(tiny_run), "train")
     labels = np.asarray(train.labels)
@@ -333,7 +336,7 @@ def test_a_moved_run_finds_its_data_through_thresher_data(
 ) -> None:
     import shutil
 
-    from thresher.runs import open_run, run_dataset
+    from thresher.workflows.run import open_run, run_dataset
 
     moved = tmp_path / "moved"
     shutil.copytree(tiny_run, moved)
@@ -342,7 +345,7 @@ def test_a_moved_run_finds_its_data_through_thresher_data(
     manifest["config"]["data"]["root"] = str(tmp_path / "gone")  # the old machine's path
     (moved / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("THRESHER_DATA", str(real_root or tmp_path))
-    from thresher.runs import run_data_spec
+    from thresher.workflows.run import run_data_spec
 
     assert run_data_spec(open_run(moved)).root == str(Path(real_root or tmp_path).resolve())
     ds = run_dataset(open_run(moved), "train")

@@ -163,7 +163,7 @@ def test_mismatched_lengths() -> None:
 def test_nan_embeddings() -> None:
     x, y = _xy()
     x[7, 2] = np.nan
-    with pytest.raises(DataError, match="row 7 holds NaN or infinity"):
+    with pytest.raises(DataError, match="at row 7 contains NaN or inf"):
         archetypes(x, y, k=5)
 
 

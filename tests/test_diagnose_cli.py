@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from thresher.diagnose import archetypes, nearest_adversaries, top_features
-from thresher.diagnose.workflow import load_result, save_result
 from thresher.report.html import build_report, sections
 from thresher.store import Run
+from thresher.workflows.diagnose import load_result, save_result
 
 Cli = Callable[[list[str]], tuple[int, str, str]]
 

@@ -78,7 +78,7 @@ def test_feature_density_missing_labels_and_nan() -> None:
     with pytest.raises(DataError, match="unlabelled"):
         feature_density(x, None, reference=0, top_k=2)
     x[1, 1] = np.inf
-    with pytest.raises(DataError, match="row 1 holds NaN or infinity"):
+    with pytest.raises(DataError, match="at row 1 contains NaN or inf"):
         feature_density(x, np.array([0, 1] * 3), reference=0, top_k=2)
 
 

@@ -182,7 +182,8 @@ def test_get_engine_ray_reuses_the_running_ray(engine: RayEngine) -> None:
 
 @pytest.fixture(scope="module")
 def run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from thresher.runs import DataSpec, open_run, train_run
+    from thresher.workflows.run import DataSpec, open_run
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("ray-run") / "run"
     train_run(out, data=DataSpec("mnist", root=str(data_root), limit=256), model=MODEL, epochs=1)
@@ -193,8 +194,7 @@ def test_ray_embeddings_land_in_the_run_cache_that_the_local_engine_reads(
     engine: RayEngine, run: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import thresher.embed.cache as cache
-    from thresher.distributed import embed_run_on
-    from thresher.runs import embed_run
+    from thresher.workflows.embed import embed_run, embed_run_on
 
     remote = embed_run_on(engine, run)
     assert remote.cache_key is not None
@@ -213,8 +213,8 @@ def test_ray_embeddings_land_in_the_run_cache_that_the_local_engine_reads(
 def test_evaluate_subsets_on_ray_store_results_like_evaluate_run(
     engine: RayEngine, run: Any
 ) -> None:
-    from thresher.distributed import evaluate_subsets_run
-    from thresher.runs import run_dataset
+    from thresher.workflows.evaluate import evaluate_subsets_run
+    from thresher.workflows.run import run_dataset
 
     ids = run_dataset(run, "train").ids[:128]
     results = evaluate_subsets_run(engine, run, {"first 128": ids}, seeds=1, epochs=1)

@@ -93,7 +93,7 @@ def test_changed_weights_layer_or_transform_recompute(
         changed.cache_key,
     }
     pooled = cached_extract(
-        run, lenet, digits, layer="conv2", transform=TRANSFORM, reduce="avgpool"
+        run, lenet, digits, layer="conv2", transform=TRANSFORM, pooling="avgpool"
     )
     assert pooled.values.shape == (120, 64)
     assert counter.calls > calls + 1
@@ -224,7 +224,7 @@ def test_bf16_embeddings_are_their_own_entry_and_close_to_fp32(
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert cos.min() > 0.99
     # fp32 entries keep the key they had before precision existed
-    parts = {"model_fingerprint": "m", "layer": "l", "reduce": "flatten", "transform": "t"}
+    parts = {"model_fingerprint": "m", "layer": "l", "pooling": "flatten", "transform": "t"}
     assert cache_key(**parts, dataset_fingerprint="d") == cache_key(
         **parts, dataset_fingerprint="d", precision="fp32"
     )

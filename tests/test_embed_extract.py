@@ -70,7 +70,7 @@ def test_unlabelled_stream_keeps_id_order_and_has_no_labels(
 
 def test_stream_of_tensors_with_integer_ids_and_a_limit(lenet: nn.Module) -> None:
     batches = [(torch.rand(8, 1, 28, 28), torch.arange(i, i + 8)) for i in range(0, 32, 8)]
-    emb = extract(lenet, batches, transform=None, layer="pool2", reduce="avgpool", limit=20)
+    emb = extract(lenet, batches, transform=None, layer="pool2", pooling="avgpool", limit=20)
     assert emb.values.shape == (20, 64)
     assert emb.ids.tolist() == [str(i) for i in range(20)]
 
@@ -88,7 +88,7 @@ def test_a_stream_with_its_own_fingerprint_is_identified_by_it(
         def fingerprint(self) -> str:
             return "file-list-sha"
 
-    emb = extract(lenet, Files(), transform=TRANSFORM, layer="pool2", reduce="avgpool")
+    emb = extract(lenet, Files(), transform=TRANSFORM, layer="pool2", pooling="avgpool")
     assert emb.dataset_fingerprint == "file-list-sha"
     assert emb.values.shape == (300, 64)
     plain = extract(lenet, iter(_stream(digits, 100)), transform=TRANSFORM, layer="pool2")
@@ -168,8 +168,8 @@ def test_bad_arguments_and_wrong_input_are_refused(lenet: nn.Module) -> None:
     )
     with pytest.raises(ModelError, match="forward failed"):
         extract(lenet, rgb, transform=TRANSFORM, layer="flatten")
-    with pytest.raises(ConfigError, match="reduce"):
-        extract(lenet, rgb, transform=TRANSFORM, layer="flatten", reduce="none")
+    with pytest.raises(ConfigError, match="pooling"):
+        extract(lenet, rgb, transform=TRANSFORM, layer="flatten", pooling="none")
     with pytest.raises(ConfigError, match="batch_size"):
         extract(lenet, rgb, transform=TRANSFORM, layer="flatten", batch_size=0)
 

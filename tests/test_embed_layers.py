@@ -101,7 +101,7 @@ def test_default_layer_finds_avgpool_behind_a_functional_flatten() -> None:
 
 def test_default_layer_refuses_a_model_without_linear() -> None:
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
-    with pytest.raises(LayerError, match=r"no nn\.Linear"):
+    with pytest.raises(LayerError, match=r"no classifier layer \(nn\.Linear\)"):
         default_layer(model, input_shape=(1, 8, 8))
     with pytest.raises(LayerError, match="input_shape"):
         default_layer(model)
@@ -127,7 +127,8 @@ def test_knn_agreement_is_one_on_separated_classes_and_chance_on_shuffled_labels
 def test_layers_separation_suggests_a_layer_of_a_run(
     cli: Callable[[list[str]], tuple[int, str, str]], tmp_path: Path
 ) -> None:
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     run = tmp_path / "run"
     train_run(run, data=DataSpec(name="digits", limit=300), model="mnist_lenet", epochs=2)

@@ -29,7 +29,7 @@ def test_capture_is_a_copy_not_changed_by_a_later_inplace_relu(reduce: str) -> N
     with torch.no_grad():
         expected = model[0](x)
     assert (expected < 0).any()  # the in-place ReLU would zero these
-    with torch.inference_mode(), LayerTap(model, "0", reduce=reduce) as tap:
+    with torch.inference_mode(), LayerTap(model, "0", pooling=reduce) as tap:
         model(x)
         captured = tap.outputs["0"]
     assert (captured < 0).any()
@@ -71,10 +71,10 @@ def test_hooks_removed_when_a_hook_refuses_the_output() -> None:
 def test_avgpool_and_flatten_shapes(lenet: nn.Module) -> None:
     x = torch.rand(3, 1, 28, 28)
     with torch.inference_mode():
-        with LayerTap(lenet, ["conv2", "flatten"], reduce="flatten") as tap:
+        with LayerTap(lenet, ["conv2", "flatten"], pooling="flatten") as tap:
             lenet(x)
             flat = dict(tap.outputs)
-        with LayerTap(lenet, ["conv2", "flatten"], reduce="avgpool") as tap:
+        with LayerTap(lenet, ["conv2", "flatten"], pooling="avgpool") as tap:
             lenet(x)
             pooled = dict(tap.outputs)
     assert flat["conv2"].shape == (3, 64 * 11 * 11)
@@ -118,8 +118,8 @@ def test_outputs_follow_each_forward(lenet: nn.Module) -> None:
 
 
 def test_bad_arguments_are_refused(lenet: nn.Module) -> None:
-    with pytest.raises(ConfigError, match="reduce"):
-        LayerTap(lenet, "conv1", reduce="max")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="pooling"):
+        LayerTap(lenet, "conv1", pooling="max")  # type: ignore[arg-type]
     with pytest.raises(LayerError, match="valid"):
         LayerTap(lenet, ["conv1", "conv9"])
     with pytest.raises(LayerError, match="no layer"):

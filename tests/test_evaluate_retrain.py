@@ -92,6 +92,23 @@ def test_the_same_seeds_give_the_same_result(
     assert again.accuracy_std == 0.0
 
 
+def test_seed_pieces_round_trip_through_json_and_merge_back(result: EvaluationResult) -> None:
+    pieces = [
+        EvaluationResult.from_dict(json.loads(json.dumps(result.seed_result(s).to_dict())))
+        for s in result.seeds
+    ]
+    assert [p.seeds for p in pieces] == [(0,), (1,)]
+    merged = EvaluationResult.merge(pieces)
+    assert merged.to_dict() == result.to_dict()
+    with pytest.raises(ValueError, match="repeat a seed"):
+        EvaluationResult.merge([pieces[0], pieces[0]])
+    other = EvaluationResult.from_dict({**pieces[1].to_dict(), "subset_size": 401})
+    with pytest.raises(ValueError, match="not the same evaluation"):
+        EvaluationResult.merge([pieces[0], other])
+    with pytest.raises(KeyError, match="seed 7"):
+        result.seed_result(7)
+
+
 def _synthetic(n: int, classes: tuple[str, ...], *, seed: int = 0) -> ImageDataset:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, len(classes), n)

@@ -100,7 +100,7 @@ def test_unlabelled_data_filter_and_use_predictions_for_per_class() -> None:
 
 def test_same_seed_same_result() -> None:
     x, labels, *_ = _dataset(n=600)
-    kwargs = {"labels": labels, "outliers": 0.05, "similar": 0.2, "reduce": "pca", "dims": 4}
+    kwargs = {"labels": labels, "outliers": 0.05, "similar": 0.2, "projection": "pca", "dims": 4}
     a = filter_dataset(x, seed=7, **kwargs)
     b = filter_dataset(x, seed=7, **kwargs)
     assert a.to_table().equals(b.to_table())
@@ -149,7 +149,7 @@ def test_zero_percentages_keep_everything() -> None:
         ({"outliers": 0.6, "similar": 0.4}, ConfigError, "removes everything"),
         ({"outliers": 0.5, "similar": 0.49}, ConfigError, "keep floor"),
         ({"method": "fast"}, ConfigError, "valid: auto, exact, scalable"),
-        ({"reduce": "tsne"}, ConfigError, "valid: none, pca, umap"),
+        ({"projection": "tsne"}, ConfigError, "valid: none, pca, umap"),
         ({"outlier_score": "lof"}, ConfigError, "valid: glosh, knn, mst"),
         ({"outlier_space": "raw"}, ConfigError, "valid: auto, original, reduced"),
         ({"labels": np.zeros(5)}, DataError, "labels has shape \\(5,\\)"),

@@ -12,16 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-from thresher.errors import ModelError
+from thresher.errors import LayerError, ModelError
 from thresher.models import (
     create_model,
     external_spec,
     feature_layer_of,
     model_spec,
-    penultimate_layer,
     transform_for,
 )
 from thresher.models.external import TORCHVISION_FEATURE_LAYERS
+from thresher.models.layers import default_layer
 
 
 def _features(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
@@ -70,7 +70,7 @@ def test_torchvision_aux_heads_are_off() -> None:
 )
 def test_torchvision_feature_table_matches_the_classifier_input(name: str) -> None:
     model = create_model(f"tv:{name}", num_classes=10, in_channels=3)
-    assert external_spec(f"tv:{name}").feature_layer == penultimate_layer(
+    assert external_spec(f"tv:{name}").feature_layer == default_layer(
         model, example=torch.rand(2, 3, 64, 64)
     )
 
@@ -84,7 +84,7 @@ def test_torchvision_feature_table_for_every_family() -> None:
         name = min((n for n in names if n.startswith(family)), key=len)
         model = create_model(f"tv:{name}", num_classes=10, in_channels=3)
         size = external_spec(f"tv:{name}").input_size or (64, 64)
-        layer = penultimate_layer(model, example=torch.rand(2, 3, *size))
+        layer = default_layer(model, example=torch.rand(2, 3, *size))
         assert layer == TORCHVISION_FEATURE_LAYERS[family], name
 
 
@@ -93,7 +93,7 @@ def test_torchvision_fixed_size_models_get_an_input_size() -> None:
     assert vit.input_size == (224, 224)
     assert vit.feature_layer == ""  # the class token is sliced out functionally
     model = create_model("tv:vit_b_32", num_classes=10, in_channels=3)
-    with pytest.raises(ModelError, match="computed outside any module"):
+    with pytest.raises(LayerError, match="computed outside any module"):
         feature_layer_of(model, model_spec("tv:vit_b_32"))
     assert model_spec("tv:alexnet").input_size == (63, 63)
     assert model_spec("tv:efficientnet_v2_s").input_size is None
@@ -159,7 +159,7 @@ def test_efficientnet_lite0_is_pretrained_with_1280d_features() -> None:
     feats = _features(model, spec.feature_layer, x)
     assert feats.shape == (1, 1280)
     assert feats.min() >= 0  # ReLU6 features, pooled
-    assert feature_layer_of(model, spec) == penultimate_layer(model, example=x)
+    assert feature_layer_of(model, spec) == default_layer(model, example=x)
 
 
 def test_efficientnet_lite0_grey_equals_repeated_rgb() -> None:

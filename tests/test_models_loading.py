@@ -16,10 +16,10 @@ from thresher.models import (
     load_weights,
     model_fingerprint,
     model_spec,
-    penultimate_layer,
     save_checkpoint,
     wrap_module,
 )
+from thresher.models.layers import default_layer
 from thresher.models.loading import fresh_copy
 
 
@@ -203,7 +203,7 @@ def test_wrap_module_with_fixed_input_size_uses_it_for_the_trial_pass() -> None:
     lenet = create_model("mnist_lenet", num_classes=10, in_channels=1)  # needs exactly 28 x 28
     loaded = wrap_module(lenet, input_size=(28, 28))
     assert loaded.spec.feature_layer == model_spec("mnist_lenet").feature_layer
-    with pytest.raises(ModelError, match="trial forward pass"):
+    with pytest.raises(LayerError, match="trial forward pass"):
         wrap_module(lenet)  # 32 x 32 by default: the flatten size is wrong
 
 
@@ -215,21 +215,21 @@ def test_wrap_module_rejects_bad_inputs() -> None:
 
 
 def test_penultimate_layer_of_functional_head_is_refused() -> None:
-    with pytest.raises(ModelError, match="computed outside any module"):
-        penultimate_layer(_FunctionalHead())
+    with pytest.raises(LayerError, match="computed outside any module"):
+        default_layer(_FunctionalHead(), input_shape=(3, 32, 32))
     loaded = wrap_module(_FunctionalHead(), feature_layer="conv")
     assert loaded.spec.feature_layer == "conv"
 
 
 def test_penultimate_layer_restores_training_mode() -> None:
     net = _small_net().train()
-    penultimate_layer(net)
+    default_layer(net, input_shape=(1, 32, 32))
     assert net.training
 
 
 def test_feature_layer_of_prefers_the_spec() -> None:
     model = create_model("fmnist_cnn", num_classes=10, in_channels=1)
     spec = model_spec("fmnist_cnn")
-    # relu3 is after fc1; the input of the last Linear is drop3's output (same in eval).
+    # relu3 is after fc1; the last Linear reads drop3, which hands relu3 on unchanged in eval
     assert feature_layer_of(model, spec) == "relu3"
-    assert penultimate_layer(model, example=torch.rand(2, 1, 28, 28)) == "drop3"
+    assert default_layer(model, example=torch.rand(2, 1, 28, 28)) == "relu3"

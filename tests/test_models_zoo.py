@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from thresher.models import MODELS, create_model, model_spec, penultimate_layer
+from thresher.models import MODELS, create_model, default_layer, model_spec
 from thresher.train.recipes import RECIPES
 
 
@@ -40,5 +40,5 @@ def test_registered_feature_layers_match_the_classifier_input() -> None:
     for name in ("mnist_lenet", "resnet20", "efficientnet_lite0"):
         spec = model_spec(name)
         model = create_model(name, num_classes=10, in_channels=1)
-        found = penultimate_layer(model, example=torch.rand(2, 1, *(spec.input_size or (32, 32))))
+        found = default_layer(model, example=torch.rand(2, 1, *(spec.input_size or (32, 32))))
         assert found == spec.feature_layer, name

@@ -25,7 +25,8 @@ def core_install(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("core") / "r"
     train_run(out, data=DataSpec(name="digits", limit=300), model="mnist_lenet", epochs=1)

@@ -54,7 +54,8 @@ def test_bf16_training_is_deterministic_and_as_accurate_as_fp32() -> None:
 
 
 def test_train_run_stores_the_resolved_precision(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from thresher.runs import DataSpec, open_run, train_run
+    from thresher.workflows.run import DataSpec, open_run
+    from thresher.workflows.train import train_run
 
     res = train_run(
         tmp_path / "r", data=DataSpec(name="digits", limit=200), model="mnist_lenet", epochs=1,

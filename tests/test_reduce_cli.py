@@ -80,8 +80,8 @@ def test_reduce_end_to_end_on_mnist(
     assert code == 0, err
     assert png.read_bytes()[:4] == b"\x89PNG"
 
-    from thresher.reduce.workflow import evaluate_cutoff
-    from thresher.runs import open_run
+    from thresher.workflows.reduce import evaluate_cutoff
+    from thresher.workflows.run import open_run
 
     table = evaluate_cutoff(open_run(run), seeds=2, epochs=1)
     rows = table.rows()
@@ -93,6 +93,21 @@ def test_reduce_end_to_end_on_mnist(
     expected = np.mean(table.cutoff.accuracy - table.balanced.accuracy)
     assert diff["n"] == 2
     assert diff["mean"] == pytest.approx(expected)
-    from thresher.reduce.workflow import format_cutoff_table
+    from thresher.workflows.reduce import format_cutoff_table
 
     assert format_cutoff_table(table)[-1][0] == "T_c - T_c(bal)"
+
+    # the knee cutoff of the same trace: its own subset and twin, the same (cached) T models
+    code, out, err = cli(["evaluate", str(run), "--subset", "cutoff:knee", "--seeds", "2",
+                          "--epochs", "1", "--json"])  # fmt: skip
+    assert code == 0, err
+    knee = json.loads(out)
+    assert knee["rule"] == "knee"
+    knee_cut = json.loads((run / "reduce" / "cutoff.json").read_text())["cutoffs"]["knee"]
+    assert knee["rows"][1]["class_counts"] == knee_cut["counts"]
+    assert knee["rows"][1]["size"] == knee["rows"][2]["size"] == knee_cut["size"]
+    assert knee["rows"][0]["accuracy_mean"] == pytest.approx(rows[0]["accuracy_mean"])
+    assert (run / "reduce" / "evaluation-knee.json").is_file()
+    code, _, err = cli(["evaluate", str(run), "--subset", "cutoff:elbow"])
+    assert code == 2
+    assert "cutoff:knee" in err

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from thresher.reduce import Cutoff, SearchSettings
-from thresher.reduce.search import IterationRecord, SearchTrace
+from thresher.lrp_gus import Cutoff, SearchSettings
+from thresher.lrp_gus.search import IterationRecord, SearchTrace
 
 PNG = b"\x89PNG"
 
@@ -76,8 +76,8 @@ def test_class_maps_figure(tmp_path: Path) -> None:
 def test_core_does_not_import_matplotlib() -> None:
     code = (
         "import sys, torch\n"
-        "import thresher.explain, thresher.reduce, thresher.reduce.workflow\n"
-        "import thresher.reduce.scorer\n"
+        "import thresher.explain, thresher.lrp_gus, thresher.workflows.reduce\n"
+        "import thresher.lrp_gus.scorer\n"
         "from thresher.explain import lrp_maps\n"
         "net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))\n"
         "lrp_maps(net, torch.rand(1, 1, 2, 2), 0, transform=lambda t: t)\n"

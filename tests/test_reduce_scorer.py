@@ -6,8 +6,8 @@ import numpy as np
 from torch import nn
 
 from thresher.data.types import ImageDataset
+from thresher.lrp_gus.scorer import TrainScorer
 from thresher.models import InputTransform
-from thresher.reduce.scorer import TrainScorer
 from thresher.train import Recipe
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from thresher.errors import ConfigError, DataError, RunError
-from thresher.reduce import (
+from thresher.lrp_gus import (
     DirCheckpoint,
     Score,
     SearchSettings,
@@ -22,7 +22,7 @@ from thresher.reduce import (
     propose,
     run_search,
 )
-from thresher.reduce.search import IterationRecord, SearchTrace
+from thresher.lrp_gus.search import IterationRecord, SearchTrace
 
 LABELS = np.repeat(np.arange(4), 100)  # T: 4 classes x 100 images
 
@@ -363,7 +363,7 @@ import sys, time
 import numpy as np
 sys.path.insert(0, {tests!r})
 from test_reduce_search import FakeScorer, LABELS, settings
-from thresher.reduce import DirCheckpoint, run_search
+from thresher.lrp_gus import DirCheckpoint, run_search
 
 class Slow(FakeScorer):
     def __call__(self, positions, *, seed, relevance):

@@ -10,17 +10,17 @@ import pytest
 from PIL import Image
 
 from thresher.errors import ConfigError, RunError
-from thresher.reduce import Score, SearchSettings
-from thresher.reduce.workflow import (
+from thresher.lrp_gus import Score, SearchSettings
+from thresher.store import Run, read_ids
+from thresher.train import Recipe
+from thresher.workflows.reduce import (
     ReduceSettings,
     load_reduction,
     load_trace,
     reduce_run,
     search_pool,
 )
-from thresher.runs import DataSpec, open_run, run_dataset
-from thresher.store import Run, read_ids
-from thresher.train import Recipe
+from thresher.workflows.run import DataSpec, open_run, run_dataset
 
 CLASSES = ("ant", "bee", "cat")
 

@@ -17,7 +17,8 @@ Cli = Callable[[list[str]], tuple[int, str, str]]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mnist_lenet trained for one epoch on 400 real digits."""
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("runs") / "r"
     train_run(out, data=DataSpec(name="digits", limit=400), model="mnist_lenet", epochs=1)
@@ -38,8 +39,8 @@ def test_filter_removes_exact_counts_and_writes_the_view(cli: Cli, run_dir: Path
         assert (folder / name).is_file(), name
     # the same request gives the same subset
     cli(["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"])
-    from thresher.run_filter import load_filter
-    from thresher.runs import open_run
+    from thresher.workflows.filter import load_filter
+    from thresher.workflows.run import open_run
 
     again = load_filter(open_run(run_dir))
     assert again.kept.sum() == 340
@@ -48,8 +49,8 @@ def test_filter_removes_exact_counts_and_writes_the_view(cli: Cli, run_dir: Path
 
 
 def test_near_duplicates_point_at_kept_items(run_dir: Path) -> None:
-    from thresher.run_filter import FilterSettings, run_filter
-    from thresher.runs import open_run
+    from thresher.workflows.filter import FilterSettings, run_filter
+    from thresher.workflows.run import open_run
 
     res = run_filter(open_run(run_dir), FilterSettings(outliers=0.0, similar=0.2, per_class=True))
     kept = set(res.kept_ids.tolist())
@@ -100,7 +101,8 @@ def test_bad_filter_requests(cli: Cli, run_dir: Path, tmp_path: Path) -> None:
         assert code == 2, args
         assert fragment in " ".join(err.split()), err
     fresh = tmp_path / "fresh"
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     train_run(fresh, data=DataSpec(name="digits", limit=100), model="mnist_lenet", epochs=1)
     code, _, err = cli(["export", str(fresh), "--format", "txt", "--out", str(tmp_path / "x.txt")])
@@ -205,7 +207,7 @@ def _removed_ids(folder: Path) -> set[str]:
 
 
 def test_filter_tags_differ_whenever_the_settings_would_change_the_result() -> None:
-    from thresher.run_filter import FilterSettings
+    from thresher.workflows.filter import FilterSettings
 
     variants = [
         FilterSettings(),
@@ -275,8 +277,8 @@ def test_compare_refuses_bad_requests_before_writing_anything(
 
 
 def test_evaluate_precision_override_is_used_and_cached_apart(run_dir: Path) -> None:
-    from thresher.run_filter import _cached_evaluation
-    from thresher.runs import open_run, run_recipe
+    from thresher.workflows.compare import _cached_evaluation
+    from thresher.workflows.run import open_run, run_recipe
 
     run = open_run(run_dir)
     assert run_recipe(run, precision="fp32").precision == "fp32"
@@ -291,6 +293,6 @@ def test_evaluate_precision_override_is_used_and_cached_apart(run_dir: Path) -> 
 
 
 def run_dataset_ids(run: object) -> np.ndarray:
-    from thresher.runs import run_dataset
+    from thresher.workflows.run import run_dataset
 
     return run_dataset(run, "train").ids  # type: ignore[arg-type]

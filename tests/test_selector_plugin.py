@@ -36,7 +36,8 @@ def plugin() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("plugin") / "r"
     train_run(out, data=DataSpec(name="digits", limit=200), model="mnist_lenet", epochs=1)

@@ -41,6 +41,30 @@ def test_open_refuses_non_run_and_other_schema(tmp_path: Path) -> None:
         Run.open(tmp_path)
 
 
+def test_step_records_go_through_one_api_and_survive_reopening(tmp_path: Path) -> None:
+    run = Run.create(tmp_path / "run", config={"model": "m"})
+    assert run.steps() == []
+    assert run.step("embed") == {}
+    with pytest.raises(RunError, match=r"no trained model; run `thresher train` into it first"):
+        run.require_step("train", command="thresher train", what="trained model")
+    run.record_step("train", {"accuracy": np.float32(0.5)})  # numpy values are stored as JSON
+    run.record_entries("embed", {"train:fc:flatten": {"shape": [3, 2]}})
+    run.record_entries("embed", {"test:fc:flatten": {"shape": [1, 2]}})
+    run.record_entries("embed", {"train:fc:flatten": {"shape": [4, 2]}})  # replaced, others kept
+    copy = run.step("embed")
+    copy["mutated"] = True  # a copy: the run's record is unchanged
+    again = Run.open(tmp_path / "run")
+    assert again.steps() == ["embed", "train"]
+    assert again.has_step("train")
+    assert not again.has_step("filter")
+    assert again.step("train") == {"accuracy": 0.5}
+    assert again.step("embed") == {
+        "train:fc:flatten": {"shape": [4, 2]},
+        "test:fc:flatten": {"shape": [1, 2]},
+    }
+    again.require_step("train", command="thresher train", what="trained model")
+
+
 def test_arrays_and_tables_roundtrip(tmp_path: Path) -> None:
     run = Run.create(tmp_path, config={})
     arr = np.arange(12, dtype=np.float32).reshape(3, 4)

@@ -64,7 +64,7 @@ class Ctx:
     monkeypatch: pytest.MonkeyPatch
 
     def open(self) -> Any:
-        from thresher.runs import open_run
+        from thresher.workflows.run import open_run
 
         return open_run(self.run)
 
@@ -419,8 +419,8 @@ LOADER_FOLDER = [
 def _fit_module(in_channels: int, num_classes: int) -> Callable[[Ctx], Any]:
     def act(ctx: Ctx) -> Any:
         from thresher.models import create_model
-        from thresher.runs import run_dataset
         from thresher.train import fit
+        from thresher.workflows.run import run_dataset
 
         ds = run_dataset(ctx.open(), "train")
         net = create_model("mnist_lenet", num_classes=num_classes, in_channels=in_channels)
@@ -477,7 +477,9 @@ MODELS_LAYERS = [
     ),
     Case(
         "layer-unknown-name",
-        lambda ctx: __import__("thresher.runs").runs.embed_run(ctx.open(), layer="conv9"),
+        lambda ctx: __import__("thresher.workflows.embed").workflows.embed.embed_run(
+            ctx.open(), layer="conv9"
+        ),
         LayerError,
         ("model has no layer 'conv9'", "see `thresher layers`"),
     ),
@@ -515,7 +517,7 @@ def _filter(x: Any = None, **kw: Any) -> Callable[[Ctx], Any]:
 
 def _run_filter(**kw: Any) -> Callable[[Ctx], Any]:
     def act(ctx: Ctx) -> Any:
-        from thresher.run_filter import FilterSettings, run_filter
+        from thresher.workflows.filter import FilterSettings, run_filter
 
         return run_filter(ctx.open(), FilterSettings(**kw), cloud=False)
 
@@ -609,10 +611,10 @@ EMBED_FILTER = [
         _no_embeddings,  # refused before extracting: no cache entry appears
     ),
     Case(
-        "run-filter-unknown-reducer",
-        _run_filter(reduce="tsne"),
+        "run-filter-unknown-projection",
+        _run_filter(projection="tsne"),
         ConfigError,
-        ("unknown reduction 'tsne'", "valid:"),
+        ("unknown projection 'tsne'", "valid:"),
     ),
 ]
 
@@ -620,7 +622,7 @@ EMBED_FILTER = [
 # --- evaluate -----------------------------------------------------------------------------------
 def _evaluate(ids: Any, seeds: int = 1) -> Callable[[Ctx], Any]:
     def act(ctx: Ctx) -> Any:
-        from thresher.runs import evaluate_run
+        from thresher.workflows.evaluate import evaluate_run
 
         return evaluate_run(ctx.open(), subset_ids=np.asarray(ids), seeds=seeds, epochs=1)
 
@@ -674,7 +676,7 @@ EVALUATE = [
 
 
 def _first_id(ctx: Ctx) -> str:
-    from thresher.runs import run_dataset
+    from thresher.workflows.run import run_dataset
 
     return str(run_dataset(ctx.open(), "train").ids[0])
 
@@ -682,7 +684,7 @@ def _first_id(ctx: Ctx) -> str:
 # --- export and the run store ---------------------------------------------------------------------
 def _export(fmt: str, rel: str) -> Callable[[Ctx], Any]:
     def act(ctx: Ctx) -> Any:
-        from thresher.run_filter import export_run
+        from thresher.workflows.export import export_run
 
         return export_run(ctx.open(), fmt=fmt, out=ctx.out / rel)
 
@@ -752,7 +754,7 @@ EXPORT_STORE = [
     ),
     Case(
         "export-unknown-filter-tag",
-        lambda ctx: __import__("thresher.run_filter").run_filter.export_run(
+        lambda ctx: __import__("thresher.workflows.export").workflows.export.export_run(
             ctx.open(), fmt="txt", out=ctx.out / "k.txt", tag="o99-nothing"
         ),
         RunError,
@@ -760,7 +762,7 @@ EXPORT_STORE = [
     ),
     Case(
         "run-folder-is-not-a-run",
-        lambda ctx: __import__("thresher.runs").runs.open_run(ctx.data),
+        lambda ctx: __import__("thresher.workflows.run").workflows.run.open_run(ctx.data),
         RunError,
         ("is not a Thresher run (no manifest.json)", "create one with `thresher train`"),
     ),
@@ -780,9 +782,11 @@ EXPORT_STORE = [
     ),
     Case(
         "train-into-a-non-empty-run",
-        lambda ctx: __import__("thresher.runs").runs.train_run(
+        lambda ctx: __import__("thresher.workflows.train").workflows.train.train_run(
             ctx.run,
-            data=__import__("thresher.runs").runs.DataSpec(name="digits", limit=50),
+            data=__import__("thresher.workflows.run").workflows.run.DataSpec(
+                name="digits", limit=50
+            ),
             model="mnist_lenet",
             epochs=1,
         ),
@@ -921,9 +925,9 @@ CLI = [
     ),
     Case(
         "cli-embed-unknown-reduction",
-        _cli("embed", "{run}", "--reduce", "max"),
+        _cli("embed", "{run}", "--pooling", "max"),
         None,
-        ("--reduce must be flatten or avgpool, got 'max'",),
+        ("--pooling must be flatten or avgpool, got 'max'",),
     ),
     Case(
         "cli-layers-unknown-model",
@@ -1085,8 +1089,9 @@ CASES = (
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run (mnist_lenet, 1 epoch, 200 real digits) with its embeddings and one filter."""
-    from thresher.run_filter import FilterSettings, run_filter
-    from thresher.runs import DataSpec, open_run, train_run
+    from thresher.workflows.filter import FilterSettings, run_filter
+    from thresher.workflows.run import DataSpec, open_run
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("trust") / "run"
     train_run(out, data=DataSpec(name="digits", limit=200), model="mnist_lenet", epochs=1)

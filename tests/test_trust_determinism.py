@@ -25,7 +25,8 @@ SUBSETS = Path(__file__).resolve().parent / "trust_helpers" / "subsets.py"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run: mnist_lenet, one epoch on 150 real digits."""
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("determinism") / "run"
     train_run(out, data=DataSpec(name="digits", limit=150), model="mnist_lenet", epochs=1)
@@ -82,7 +83,7 @@ def _filter(req: dict[str, object], **kw: object) -> object:
         outliers=req["outliers"],
         similar=req["similar"],
         seed=req["seed"],
-        reduce="none",
+        projection="none",
         dims=None,
         outlier_score="knn",
         method="exact",

@@ -35,7 +35,8 @@ PAUSE_TIMEOUT_S = 300  # generous: a loaded CI machine may take long to import t
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run: mnist_lenet, one epoch on 120 real digits."""
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     out = tmp_path_factory.mktemp("kill") / "run"
     train_run(out, data=DataSpec(name="digits", limit=120), model="mnist_lenet", epochs=1)
@@ -131,7 +132,7 @@ def _untimed(obj: object) -> object:
 
 
 def manifest_steps(run: Path) -> dict[str, object]:
-    from thresher.runs import open_run
+    from thresher.workflows.run import open_run
 
     return open_run(run).manifest["steps"]
 
@@ -141,7 +142,8 @@ def manifest_steps(run: Path) -> dict[str, object]:
 def test_killed_embedding_is_recomputed_not_half_reused(
     point: str, trained: Path, tmp_path: Path, no_partial_reads: list[str]
 ) -> None:
-    from thresher.runs import embed_run, open_run
+    from thresher.workflows.embed import embed_run
+    from thresher.workflows.run import open_run
 
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     shutil.copytree(trained, reference)
@@ -173,8 +175,10 @@ def test_killed_filter_leaves_no_result_then_reruns_identically(
     point: str, trained: Path, tmp_path: Path, cli: object, no_partial_reads: list[str]
 ) -> None:
     from thresher.errors import RunError
-    from thresher.run_filter import FilterSettings, export_run, load_filter, run_filter
-    from thresher.runs import embed_run, open_run
+    from thresher.workflows.embed import embed_run
+    from thresher.workflows.export import export_run
+    from thresher.workflows.filter import FilterSettings, load_filter, run_filter
+    from thresher.workflows.run import open_run
 
     embedded = tmp_path / "embedded"
     shutil.copytree(trained, embedded)
@@ -205,9 +209,9 @@ def test_killed_filter_leaves_no_result_then_reruns_identically(
 def test_killed_compare_sweep_resumes_from_finished_cells(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_partial_reads: list[str]
 ) -> None:
-    import thresher.run_filter as run_filter_module
-    from thresher.run_filter import compare_run
-    from thresher.runs import open_run
+    import thresher.workflows.compare as run_filter_module
+    from thresher.workflows.compare import compare_run
+    from thresher.workflows.run import open_run
 
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     shutil.copytree(trained, reference)
@@ -237,3 +241,45 @@ def test_killed_compare_sweep_resumes_from_finished_cells(
     assert {k: v for k, v in results(killed).items() if not k.endswith(".parquet")} == {
         k: v for k, v in results(reference).items() if not k.endswith(".parquet")
     }
+
+
+# --- a long evaluation ------------------------------------------------------------------------
+def test_killed_evaluation_resumes_at_the_first_missing_seed(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_partial_reads: list[str]
+) -> None:
+    import thresher.evaluate as evaluate_module
+    from thresher.workflows.evaluate import evaluate_run
+    from thresher.workflows.run import open_run
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    shutil.copytree(trained, reference)
+    shutil.copytree(trained, killed)
+    expected = evaluate_run(open_run(reference), subset_ids=None, seeds=3, epochs=1, name="T")
+
+    # Killed while storing seed 1: seed 0 is finished and stored, seed 2 never started.
+    kill_at("*/sweep/T/seed-1.json", ["evaluate", str(killed)], log=tmp_path / "log")
+    assert (killed / "sweep" / "T" / "seed-0.json").is_file()
+    assert not (killed / "sweep" / "T" / "seed-1.json").exists()
+    assert not (killed / "evaluate" / "T.json").exists()
+
+    trained_seeds: list[list[int]] = []
+    real = evaluate_module.evaluate
+
+    def counting(*args: object, **kwargs: object) -> object:
+        trained_seeds.append(list(kwargs["seeds"]))  # type: ignore[call-overload]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(evaluate_module, "evaluate", counting)
+    again = evaluate_run(open_run(killed), subset_ids=None, seeds=3, epochs=1, name="T")
+    assert trained_seeds == [[1], [2]]  # seed 0 reused, not retrained
+    assert again.seeds == (0, 1, 2)
+    np.testing.assert_array_equal(again.accuracy, expected.accuracy)
+    np.testing.assert_array_equal(again.confusion, expected.confusion)
+
+    # more seeds later: only the new one trains; another recipe (epochs) retrains all
+    trained_seeds.clear()
+    evaluate_run(open_run(killed), subset_ids=None, seeds=4, epochs=1, name="T")
+    assert trained_seeds == [[3]]
+    trained_seeds.clear()
+    evaluate_run(open_run(killed), subset_ids=None, seeds=2, epochs=2, name="T")
+    assert trained_seeds == [[0], [1]]

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thresher.diagnose.archetypes import ARCHETYPES, archetypes
-from thresher.reduce import SearchSettings, run_search
-from thresher.reduce.search import Score
+from thresher.lrp_gus import SearchSettings, run_search
+from thresher.lrp_gus.search import Score
 
 
 @st.composite

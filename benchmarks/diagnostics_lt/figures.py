@@ -6,9 +6,9 @@ Usage: python figures.py OUTDIR PREFIX NAME,NAME,... LABEL=RUN [LABEL=RUN ...]
 import sys
 from pathlib import Path
 
-from thresher.diagnose import load_result
 from thresher.report.diagnose_figures import figure_for, png_bytes
-from thresher.runs import open_run
+from thresher.workflows.diagnose import load_result
+from thresher.workflows.run import open_run
 
 out, prefix, names = Path(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
 models = [(a.split("=", 1)[0], open_run(a.split("=", 1)[1])) for a in sys.argv[4:]]

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from thresher.diagnose import ARCHETYPES, COLOUR_BINS, load_result
-from thresher.runs import open_run
+from thresher.diagnose import ARCHETYPES, COLOUR_BINS
+from thresher.workflows.diagnose import load_result
+from thresher.workflows.run import open_run
 
 PAPER = {"nnb": 0.5561, "fdr": 0.5157, "random": 4.535, "random_over_nnb": 8.155}
 

@@ -8,9 +8,10 @@ deferred re-weighting over the last ~20% of the epochs.
 
 import sys
 
-from thresher.runs import DataSpec, train_run
 from thresher.train import get_recipe
 from thresher.train.recipes import register_recipe
+from thresher.workflows.run import DataSpec
+from thresher.workflows.train import train_run
 
 dataset, model, recipe, out, epochs_arg = sys.argv[1:6]
 epochs = int(epochs_arg)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from thresher.reduce.workflow import load_reduction, load_trace
-from thresher.runs import open_run
+from thresher.lrp_gus.search import SearchTrace
+from thresher.store import Run
+from thresher.workflows.reduce import load_reduction, load_trace
+from thresher.workflows.run import open_run
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
@@ -57,14 +59,59 @@ def main() -> None:
         "f1_full_mean": rows["T"]["f1_mean"],
         "f1_tc_mean": rows["T_c"]["f1_mean"],
         "f1_tcbal_mean": rows["T_c(bal)"]["f1_mean"],
+        "versus_balanced": evaluation["cutoff_versus_balanced"],
+        "trace_versus_balanced": _trace_versus_balanced(trace, chosen["iteration"]),
+        "variants": _variants(run),
         "search_wall_seconds": secs,
-        "precision": recipe["precision"],
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.processor() or ''}",
+        "precision": run.read_json("reduce/state.json")["context"].get(
+            "precision", recipe["precision"]
+        ),
+        "machine": f"{_cpu_name()}, {platform.machine()}, {os.cpu_count()} cpus",
         "paper": PAPER,
     }
     path = RESULTS / "lrp_gus_mnist.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
+
+
+def _trace_versus_balanced(trace: SearchTrace, cutoff: int) -> dict[str, object]:
+    """Relevance-guided against the random balanced model of the same size, iteration by
+    iteration up to the cutoff (one seed each, paired by iteration)."""
+    from thresher.evaluate.paired import paired_difference
+
+    guided = trace.column("accuracy")[: cutoff + 1]
+    balanced = trace.column("baseline_accuracy")[: cutoff + 1]
+    ok = np.isfinite(guided) & np.isfinite(balanced)
+    diff = paired_difference(guided[ok], balanced[ok])
+    return {**diff.to_dict(), "iterations": int(ok.sum()), "guided_wins": int(
+        (guided[ok] > balanced[ok]).sum())}  # fmt: skip
+
+
+def _variants(run: Run) -> dict[str, object]:
+    """Other cutoffs of the same trace, each against its own balanced twin (same T)."""
+    out: dict[str, object] = {}
+    path = run.file("reduce/evaluation-knee.json")
+    if path.is_file():
+        knee = json.loads(path.read_text())
+        rows = {r["dataset"]: r for r in knee["rows"]}
+        out["knee"] = {
+            "size": rows["T_c"]["size"],
+            "compression": 1.0 - rows["T_c"]["size"] / rows["T"]["size"],
+            "acc_tc_mean": rows["T_c"]["accuracy_mean"],
+            "acc_tcbal_mean": rows["T_c(bal)"]["accuracy_mean"],
+            "versus_balanced": knee["cutoff_versus_balanced"],
+        }
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -8,14 +8,17 @@
 # evaluations), the search resumes from its stored trace (`reduce --resume`), and a session
 # that must stop kills it and commits the directory. Paper settings: p0 = 2000 per class,
 # up 5%, down 20%, lim 40%, Nmax 1000, 15 epochs per model, cutoff = 3 points of accuracy
-# drop, chosen on a validation split held out of T (Thresher's default). Speed: precision auto
-# (bf16 on this CPU) and --stop-after-cutoff 25 (the tail after the cutoff cannot move T_c).
+# drop, chosen on a validation split held out of T (Thresher's default). Precision: fp32 for
+# the search and the evaluation (PRECISION=...), so that any machine can resume the trace
+# with the same numerics (bf16 needs AVX512-BF16/AMX, which not every session's CPU has);
+# --stop-after-cutoff 25 (the tail after the cutoff cannot move T_c).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export THRESHER_DATA=${THRESHER_DATA:-../shared/data} THRESHER_PROGRESS=${THRESHER_PROGRESS:-0}
 T=${THRESHER:-.venv/bin/thresher}
 RUN=benchmarks/results/lrp_gus_mnist/run
 SEEDS=${SEEDS:-20}
+PRECISION=${PRECISION:-fp32}
 mkdir -p benchmarks/results/lrp_gus_mnist
 if [ ! -f "$RUN/manifest.json" ] || ! grep -q '"train"' "$RUN/manifest.json"; then
   echo "== [1/3] the run's model on the full MNIST (paper recipe, precision auto)"
@@ -26,7 +29,9 @@ echo "== [2/3] the search (resumes a stored trace)"
 resume=()
 [ -f "$RUN/reduce/state.json" ] && resume=(--resume)
 "$T" reduce "$RUN" --p0 2000 --up 0.05 --down 0.20 --lim 0.40 --iterations 1000 \
-  --stop-after-cutoff "${PATIENCE:-25}" "${resume[@]}" --json > benchmarks/results/lrp_gus_mnist/reduce.json
-echo "== [3/3] T, T_c and T_c(bal) retrained with $SEEDS seeds each"
-"$T" evaluate "$RUN" --subset cutoff --seeds "$SEEDS" --json > benchmarks/results/lrp_gus_mnist/evaluate.json
+  --stop-after-cutoff "${PATIENCE:-25}" --precision "$PRECISION" "${resume[@]}" --json > benchmarks/results/lrp_gus_mnist/reduce.json
+echo "== [3/3] T, T_c and T_c(bal) retrained with $SEEDS seeds each (each seed kept as it ends)"
+"$T" evaluate "$RUN" --subset cutoff --seeds "$SEEDS" --precision "$PRECISION" --json > benchmarks/results/lrp_gus_mnist/evaluate.json
+# the variant: the knee cutoff of the same trace against its own balanced twin (T is reused)
+"$T" evaluate "$RUN" --subset cutoff:knee --seeds "$SEEDS" --precision "$PRECISION" --json > benchmarks/results/lrp_gus_mnist/evaluate_knee.json
 .venv/bin/python benchmarks/lrp_gus_mnist/results.py

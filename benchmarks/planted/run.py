@@ -39,9 +39,9 @@ from thresher.embed.extract import extract
 from thresher.filter import filter_dataset
 from thresher.filter.copies import copy_scores
 from thresher.filter.labels import cross_val_pred_probs, label_issues
-from thresher.filter.neighbours import NeighbourIndex, normalise_rows
 from thresher.filter.pipeline import preset
 from thresher.models import model_spec, transform_for
+from thresher.neighbours import NeighbourIndex, normalise_rows
 from thresher.planted import FAMILY, KINDS, plant, score_ranking
 from thresher.train import fit, get_recipe, predict
 
@@ -149,7 +149,7 @@ def main() -> None:
             data,
             layer=layer,
             transform=tf,
-            reduce="avgpool" if layer and layer != layers[0] else "flatten",
+            pooling="avgpool" if layer and layer != layers[0] else "flatten",
         )
         x = emb.values
         lname = emb.layer

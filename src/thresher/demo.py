@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from thresher.diagnose.workflow import diagnose_run
-from thresher.reduce import SearchSettings
-from thresher.reduce.workflow import ReduceSettings, reduce_run
-from thresher.run_filter import FilterSettings, run_filter
-from thresher.runs import DataSpec, embed_run, evaluate_run, open_run, train_run
+from thresher.lrp_gus import SearchSettings
 from thresher.store import write_ids
+from thresher.workflows.diagnose import diagnose_run
+from thresher.workflows.embed import embed_run
+from thresher.workflows.evaluate import evaluate_run
+from thresher.workflows.filter import FilterSettings, run_filter
+from thresher.workflows.reduce import ReduceSettings, reduce_run
+from thresher.workflows.run import DataSpec, open_run
+from thresher.workflows.train import train_run
 
 DEMO_DATA = "digits"
 DEMO_MODEL = "mnist_lenet"

@@ -6,6 +6,7 @@ Usage::
     THRESHER_TEST_PAUSE_AT='*/values.npy' python kill_driver.py embed RUN
     THRESHER_TEST_PAUSE_AT='*/result.parquet' python kill_driver.py cli filter RUN ...
     THRESHER_TEST_PAUSE_AT='*/compare/random-keep50.json' python kill_driver.py compare RUN
+    THRESHER_TEST_PAUSE_AT='*/sweep/T/seed-1.json' python kill_driver.py evaluate RUN
 
 When the job is about to rename a finished temporary file onto a path matching the pattern
 (``fnmatch``), it prints ``PAUSED <path>`` on stdout and sleeps: the temporary file is on disk,
@@ -48,14 +49,20 @@ def main(argv: list[str]) -> None:
         sys.argv = ["thresher", *rest]
         cli_main()
     elif job == "embed":
-        from thresher.runs import embed_run, open_run
+        from thresher.workflows.embed import embed_run
+        from thresher.workflows.run import open_run
 
         embed_run(open_run(rest[0]))
     elif job == "compare":
-        from thresher.run_filter import compare_run
-        from thresher.runs import open_run
+        from thresher.workflows.compare import compare_run
+        from thresher.workflows.run import open_run
 
         compare_run(open_run(rest[0]), methods=("random",), keeps=(0.5,), seeds=2, epochs=1)
+    elif job == "evaluate":
+        from thresher.workflows.evaluate import evaluate_run
+        from thresher.workflows.run import open_run
+
+        evaluate_run(open_run(rest[0]), subset_ids=None, seeds=3, epochs=1, name="T")
     else:
         raise SystemExit(f"unknown job {job!r}")
 

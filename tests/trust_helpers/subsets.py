@@ -10,8 +10,9 @@ from pathlib import Path
 def write_subsets(run_dir: Path, out: Path) -> None:
     """A filter result, the random and uniqueness baselines, and the kept ids of the filter
     exported as txt, csv and parquet into ``out``."""
-    from thresher.run_filter import FilterSettings, export_run, run_filter
-    from thresher.runs import open_run
+    from thresher.workflows.export import export_run
+    from thresher.workflows.filter import FilterSettings, run_filter
+    from thresher.workflows.run import open_run
 
     run = open_run(run_dir)
     for settings in (

@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from thresher.run_filter import FilterSettings, run_filter
 from thresher.store import Run
+from thresher.workflows.filter import FilterSettings, run_filter
 
 
 @dataclass

@@ -61,7 +61,7 @@ class FilterRequest(BaseModel):
     per_class: bool | None = None  # None: the preset's choice
     preset: str = Field("default", pattern="^(default|thesis)$")
     label_issues: float = Field(0.0, ge=0.0, lt=100.0)
-    reduce: str = Field("pca", pattern="^(pca|umap|none)$")
+    projection: str = Field("pca", pattern="^(pca|umap|none)$")
     dims: int = Field(128, ge=2, le=4096)
     method: str = Field("auto", pattern="^(auto|exact|scalable)$")
     outlier_score: str = Field("auto", pattern="^(auto|glosh|mst|knn)$")
@@ -254,7 +254,7 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
         fmt: Annotated[str, Query(pattern="^(txt|csv|json|parquet|folder|index)$")],
         tag: Tag = None,
     ) -> Response:
-        from thresher.run_filter import export_run
+        from thresher.workflows.export import export_run
 
         view = state.filter_view(tag)  # unknown tag -> 404 before anything is written
         tmp = Path(tempfile.mkdtemp(prefix="thresher-export-"))
@@ -281,7 +281,7 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
         if not layers_cache:
             from thresher.embed import default_layer, list_layers
             from thresher.models import model_spec
-            from thresher.runs import run_input_shape, run_model
+            from thresher.workflows.run import run_input_shape, run_model
 
             net = run_model(state.run)
             shape = run_input_shape(state.run, state.dataset("test")[0])
@@ -295,7 +295,7 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
 
     @app.post("/api/filter", status_code=202)
     def start_filter(body: FilterRequest, request: Request) -> dict[str, Any]:
-        from thresher.run_filter import FilterSettings
+        from thresher.workflows.filter import FilterSettings
 
         if "application/json" not in request.headers.get("content-type", ""):
             raise _client_error(415, "send the filter settings as application/json")
@@ -317,7 +317,7 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
             outliers=body.outliers / 100.0,
             similar=body.similar / 100.0,
             layer=body.layer,
-            reduce=body.reduce,
+            projection=body.projection,
             dims=body.dims,
             per_class=body.per_class,
             method=body.method,

@@ -20,9 +20,9 @@ import numpy as np
 
 from thresher.data import ImageDataset
 from thresher.errors import RunError
-from thresher.run_filter import load_filter
-from thresher.runs import open_run, run_dataset
 from thresher.store import Run
+from thresher.workflows.filter import load_filter
+from thresher.workflows.run import open_run, run_dataset
 
 SPLITS = ("train", "test")
 AREAS = ("diagnose", "reduce")
@@ -114,7 +114,7 @@ class RunState:
             "model": man["config"].get("model", {}),
             "data": man["config"].get("data", {}),
             "classes": man["config"].get("classes", []),
-            "steps": sorted(man["steps"]),
+            "steps": self.run.steps(),
             "splits": splits,
             "test_accuracy": None if metrics is None else metrics.get("accuracy"),
             "areas": {a: bool(self.area_files(a)) for a in AREAS},
@@ -275,7 +275,7 @@ class RunState:
         stamp = self.run.file("labels/result.parquet").stat().st_mtime
         with self._lock:
             if self._labels is None or self._labels[0] != stamp:
-                from thresher.run_labels import load_label_issues
+                from thresher.workflows.labels import load_label_issues
 
                 loaded = load_label_issues(self.run)
                 self._labels = (stamp, loaded, {s: i for i, s in enumerate(loaded.ids.tolist())})
@@ -363,23 +363,18 @@ class RunState:
 
     def _neighbours(self, v: FilterView, index: int, k: int) -> list[dict[str, Any]]:
         """Nearest neighbours by cosine similarity of the embeddings (3D distance without)."""
+        from thresher.neighbours import nearest_to
+
         emb = self._embeddings_for(v)
         if emb is not None:
             values = np.asarray(emb.values, np.float32)
-            norms = self._norms(v.tag, values)
-            sims = values @ values[index] / (norms * norms[index])
+            top, sims = nearest_to(values, index, k, norms=self._norms(v.tag, values))
         elif v.coords is not None:
-            sims = -np.linalg.norm(v.coords - v.coords[index], axis=1)
+            top, sims = nearest_to(np.asarray(v.coords, np.float32), index, k, metric="l2")
         else:
             return []
-        sims[index] = -np.inf
-        k = min(k, len(sims) - 1)
-        if k <= 0:
-            return []
-        top = np.argpartition(-sims, k - 1)[:k]
-        top = top[np.argsort(-sims[top], kind="stable")]
         out = []
-        for i in top:
+        for i, sim in zip(top, sims, strict=True):
             label = None if v.labels is None else int(v.labels[i])
             out.append(
                 {
@@ -387,7 +382,7 @@ class RunState:
                     "id": str(v.ids[i]),
                     "class": self.class_name(label),
                     "reason": str(v.reason[i]),
-                    "similarity": float(sims[i]) if emb is not None else None,
+                    "similarity": float(sim) if emb is not None else None,
                 }
             )
         return out

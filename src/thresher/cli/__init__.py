@@ -104,6 +104,7 @@ def selectors_cmd(as_json: JsonOpt = False) -> None:
             "description": SELECTORS.get(name).description,
             "needs_embeddings": SELECTORS.get(name).needs_embeddings,
             "needs_labels": SELECTORS.get(name).needs_labels,
+            "needs_signals": list(SELECTORS.get(name).needs_signals),
         }
         for name in SELECTORS.names()
     ]
@@ -114,7 +115,11 @@ def selectors_cmd(as_json: JsonOpt = False) -> None:
     for r in rows:
         needs = ", ".join(
             w
-            for w, on in (("embeddings", r["needs_embeddings"]), ("labels", r["needs_labels"]))
+            for w, on in (
+                ("embeddings", r["needs_embeddings"]),
+                ("labels", r["needs_labels"]),
+                ("training dynamics", bool(r["needs_signals"])),
+            )
             if on
         )
         grid.add_row(str(r["name"]), needs or "ids", str(r["description"]))
@@ -146,7 +151,13 @@ def layers_cmd(
     if separation and not Path(model_or_run).is_dir():
         raise ConfigError("--separation needs a run directory (its training images and labels)")
     if Path(model_or_run).is_dir():
-        from thresher.runs import open_run, run_dataset, run_input_shape, run_model, run_transform
+        from thresher.workflows.run import (
+            open_run,
+            run_dataset,
+            run_input_shape,
+            run_model,
+            run_transform,
+        )
 
         run = open_run(model_or_run)
         net = run_model(run)
@@ -291,7 +302,8 @@ def train_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model on a data set's training split and test it; results go to a run dir."""
-    from thresher.runs import DataSpec, train_run
+    from thresher.workflows.run import DataSpec
+    from thresher.workflows.train import train_run
 
     res = train_run(
         out_dir,
@@ -327,7 +339,9 @@ def embed_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     layer: Annotated[str | None, typer.Option(help="Layer (default: penultimate).")] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "train",
-    reduce: Annotated[str, typer.Option(help="flatten or avgpool for 4-D maps.")] = "flatten",
+    pooling: Annotated[
+        str, typer.Option(help="How a 4-D feature map becomes a vector: flatten or avgpool.")
+    ] = "flatten",
     precision: Annotated[
         str,
         typer.Option(
@@ -342,16 +356,17 @@ def embed_cmd(
 ) -> None:
     """Extract (and cache) the embeddings of one layer for every sample of a split."""
     from thresher.errors import ConfigError
-    from thresher.runs import embed_run, open_run
+    from thresher.workflows.embed import embed_run
+    from thresher.workflows.run import open_run
 
-    if reduce not in ("flatten", "avgpool"):
-        raise ConfigError(f"--reduce must be flatten or avgpool, got {reduce!r}")
-    mode: Literal["flatten", "avgpool"] = "flatten" if reduce == "flatten" else "avgpool"
+    if pooling not in ("flatten", "avgpool"):
+        raise ConfigError(f"--pooling must be flatten or avgpool, got {pooling!r}")
+    mode: Literal["flatten", "avgpool"] = "flatten" if pooling == "flatten" else "avgpool"
     emb = embed_run(
         open_run(run_dir),
         layer=layer,
         split=split,
-        reduce=mode,
+        pooling=mode,
         device=device,
         engine=engine,
         ray_address=ray_address,
@@ -379,7 +394,8 @@ def evaluate_cmd(
         str | None,
         typer.Option(
             help="Ids to keep (txt/csv/json/parquet file), or `cutoff`: the reduction's cutoff "
-            "subset against T and a balanced subset of its size (LRP-GUS Tables 4-5)."
+            "subset against T and a balanced subset of its size (LRP-GUS Tables 4-5); "
+            "`cutoff:knee` or `cutoff:drop` for that cutoff of the same trace."
         ),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Models to train (seeds 0..N-1).")] = 5,
@@ -399,14 +415,20 @@ def evaluate_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Retrain the run's model on a subset with N seeds: accuracy and per-class F1, mean +- std."""
-    from thresher.runs import evaluate_run, open_run
+    from thresher.errors import ConfigError
     from thresher.store import read_ids
+    from thresher.workflows.evaluate import evaluate_run
+    from thresher.workflows.run import open_run
 
-    if subset == "cutoff":
-        from thresher.reduce.workflow import evaluate_cutoff, format_cutoff_table
+    if subset is not None and subset.partition(":")[0] == "cutoff":
+        from thresher.workflows.reduce import evaluate_cutoff, format_cutoff_table
 
+        rule = subset.partition(":")[2] or None
+        if rule not in (None, "drop", "knee"):
+            raise ConfigError(f"--subset {subset}: use cutoff, cutoff:drop or cutoff:knee")
         cut = evaluate_cutoff(
             open_run(run_dir),
+            rule=rule,
             seeds=seeds,
             epochs=epochs,
             device=device,
@@ -418,7 +440,7 @@ def evaluate_cmd(
             _print_json(cut.to_dict())
             return
         rows = format_cutoff_table(cut)
-        grid = Table(*rows[0], title=f"T, T_c and T_c(bal), {seeds} models each")
+        grid = Table(*rows[0], title=f"T, T_c and T_c(bal) ({cut.rule}), {seeds} models each")
         for row in rows[1:]:
             grid.add_row(*row)
         out.print(grid)
@@ -426,15 +448,13 @@ def evaluate_cmd(
     path = Path(subset) if subset is not None else None
     ids = read_ids(path) if path is not None else None
     if versus_random and ids is None:
-        from thresher.errors import ConfigError
-
         raise ConfigError("--versus-random needs --subset FILE (the full set has no random twin)")
     run = open_run(run_dir)
     twin = None
     if versus_random:
         import numpy as np
 
-        from thresher.runs import random_like
+        from thresher.workflows.evaluate import random_like
 
         twin = random_like(run, np.asarray(ids))  # checked before any training
     common: dict[str, Any] = {
@@ -487,14 +507,17 @@ def filter_cmd(
     outliers: Annotated[float, typer.Option(help="Percent removed as outliers.")] = 5.0,
     similar: Annotated[float, typer.Option(help="Percent removed as near-duplicates.")] = 5.0,
     layer: Annotated[str | None, typer.Option(help="Layer (default: penultimate).")] = None,
-    reduce: Annotated[str, typer.Option(help="pca, umap or none.")] = "pca",
-    dims: Annotated[int, typer.Option(help="N_reduce: dimensions after reduction.")] = 128,
+    projection: Annotated[
+        str, typer.Option(help="Projection before filtering: pca, umap or none.")
+    ] = "pca",
+    dims: Annotated[int, typer.Option(help="N_reduce: dimensions after the projection.")] = 128,
     per_class: Annotated[
         bool | None,
         typer.Option(
             "--per-class/--global",
             help="Apply the percentages within each class, or over all (default: the "
-            "preset's; default preset: per class when labels exist).",
+            "preset's; default preset: per class when labels exist). With --baseline: keep "
+            "--keep of every class (a class-aware budget) or of the whole (default).",
         ),
     ] = None,
     method: Annotated[str, typer.Option(help="exact, scalable or auto.")] = "auto",
@@ -536,13 +559,20 @@ def filter_cmd(
     ] = None,
     keep: Annotated[float | None, typer.Option(help="Percent kept (baselines).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    dynamics_seeds: Annotated[
+        int,
+        typer.Option(
+            help="Trainings whose training dynamics the el2n, grand and forgetting selectors "
+            "average (each a full training of the run's recipe; cached in the run)."
+        ),
+    ] = 3,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove outliers and semantic near-duplicates (or run a baseline) on the train split."""
     from thresher.errors import ConfigError
-    from thresher.run_filter import FilterSettings, run_filter
-    from thresher.runs import open_run
+    from thresher.workflows.filter import FilterSettings, run_filter
+    from thresher.workflows.run import open_run
 
     if baseline is not None and keep is None:
         raise ConfigError("--baseline needs --keep PCT (the percentage of the data to keep)")
@@ -556,7 +586,7 @@ def filter_cmd(
         outliers=_fraction(outliers, name="--outliers"),
         similar=_fraction(similar, name="--similar"),
         layer=layer,
-        reduce=reduce,
+        projection=projection,
         dims=dims,
         per_class=per_class,
         method=method,
@@ -569,6 +599,7 @@ def filter_cmd(
         k=k,
         copies=copies,
         label_issues=_fraction(label_issues, name="--label-issues"),
+        dynamics_seeds=dynamics_seeds,
     )
     run = open_run(run_dir)
     result = run_filter(run, settings, device=device)
@@ -608,8 +639,8 @@ def labels_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Find likely wrong labels: cross-validated training, then confident learning (cleanlab)."""
-    from thresher.run_labels import labels_run
-    from thresher.runs import open_run
+    from thresher.workflows.labels import labels_run
+    from thresher.workflows.run import open_run
 
     issues = labels_run(
         open_run(run_dir), folds=folds, epochs=epochs, method=method, layer=layer, seed=seed,
@@ -656,8 +687,8 @@ def export_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Export the kept samples of a filter: an id list, an image folder or an index CSV."""
-    from thresher.run_filter import export_run
-    from thresher.runs import open_run
+    from thresher.workflows.export import export_run
+    from thresher.workflows.run import open_run
 
     info = export_run(open_run(run_dir), fmt=fmt, out=out_path, tag=tag)
     if as_json:
@@ -701,8 +732,8 @@ def compare_cmd(
 ) -> None:
     """Retrain models on each method's subset at each kept share (the thesis's Table 1)."""
     from thresher.errors import ConfigError
-    from thresher.run_filter import compare_run, format_compare
-    from thresher.runs import open_run
+    from thresher.workflows.compare import compare_run, format_compare
+    from thresher.workflows.run import open_run
 
     try:
         keeps = tuple(float(k) / 100.0 for k in keep.split(",") if k.strip())

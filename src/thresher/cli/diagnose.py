@@ -35,8 +35,8 @@ def diagnose_cmd(
 ) -> None:
     """Per-class accuracy, archetypes, nearest adversaries (Table II), top-K features, feature
     density and class colours, stored under RUN/diagnose/."""
-    from thresher.diagnose import diagnose_run
-    from thresher.runs import open_run
+    from thresher.workflows.diagnose import diagnose_run
+    from thresher.workflows.run import open_run
 
     run = open_run(run_dir)
     results = diagnose_run(
@@ -87,7 +87,7 @@ def report_cmd(
 ) -> None:
     """One self-contained HTML page with every diagnostics figure, table and prototype."""
     from thresher.optional import require
-    from thresher.runs import open_run
+    from thresher.workflows.run import open_run
 
     require("matplotlib", feature="thresher report (a page of figures)")
     from thresher.report.html import write_report

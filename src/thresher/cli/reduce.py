@@ -58,10 +58,10 @@ def reduce_cmd(
     """LRP-GUS: search class proportions guided by LRP relevance; pick the cutoff subset."""
     from thresher.errors import ConfigError
     from thresher.explain import LRPSettings
+    from thresher.lrp_gus.search import SearchSettings
     from thresher.progress import enabled
-    from thresher.reduce.search import SearchSettings
-    from thresher.reduce.workflow import ReduceSettings, reduce_run
-    from thresher.runs import open_run
+    from thresher.workflows.reduce import ReduceSettings, reduce_run
+    from thresher.workflows.run import open_run
 
     if constraint not in ("lower", "band"):
         raise ConfigError(f"--constraint must be lower or band, got {constraint!r}")
@@ -154,7 +154,7 @@ def explain_cmd(
     from thresher.errors import ConfigError
     from thresher.explain import LRPSettings, explain_classes
     from thresher.optional import require
-    from thresher.runs import open_run, run_dataset, run_model, run_transform
+    from thresher.workflows.run import open_run, run_dataset, run_model, run_transform
 
     require("matplotlib", feature="thresher explain (it draws a PNG)")
     from thresher.report.lrp_figures import plot_class_maps

@@ -25,7 +25,7 @@ def app_cmd(
 ) -> None:
     """Open a run in the browser: overview, 3D point cloud, removed images, filter and export."""
     from thresher.errors import ConfigError
-    from thresher.runs import open_run
+    from thresher.workflows.run import open_run
 
     open_run(run_dir)  # not a run: the usual one-line error before anything starts
     if not 0 < port < 65536:

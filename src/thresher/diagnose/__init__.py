@@ -2,7 +2,7 @@
 
 Each analysis is a function on feature embeddings (or on the model, for colours) returning a
 frozen result dataclass with ``to_dict()``/``from_dict()``, ``summary()`` and ``table()``;
-:func:`diagnose_run` runs them on a run directory and stores them under ``RUN/diagnose/``.
+:func:`thresher.workflows.diagnose_run` runs them on a run directory and stores them under ``RUN/diagnose/``.
 """
 
 from thresher.diagnose.accuracy import ClassAccuracyResult, class_accuracy
@@ -15,6 +15,7 @@ from thresher.diagnose.adversaries import (
     kl_divergence,
     nearest_adversaries,
 )
+from thresher.diagnose.analyses import ANALYSES, resolve_only
 from thresher.diagnose.archetypes import (
     ARCHETYPES,
     ArchetypeResult,
@@ -39,15 +40,7 @@ from thresher.diagnose.features import (
     top_features,
     top_indices,
 )
-from thresher.diagnose.neighbours import nearest_neighbours
-from thresher.diagnose.workflow import (
-    ANALYSES,
-    diagnose_run,
-    load_prototypes,
-    load_result,
-    resolve_only,
-    stored_analyses,
-)
+from thresher.neighbours import nearest_neighbours
 
 __all__ = [
     "ANALYSES",
@@ -67,19 +60,15 @@ __all__ = [
     "class_accuracy",
     "class_colours",
     "colour_bins",
-    "diagnose_run",
     "false_positive_counts",
     "feature_density",
     "fisher_ratio",
     "kl_divergence",
-    "load_prototypes",
-    "load_result",
     "medoid_index",
     "nearest_adversaries",
     "nearest_neighbours",
     "resolve_only",
     "same_class_counts",
-    "stored_analyses",
     "top_features",
     "top_indices",
     "top_pixels",

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from thresher.diagnose._result import DiagnosticResult
-from thresher.diagnose.checks import check_labels, resolve_classes
 from thresher.errors import DataError
+from thresher.validation import check_labels, resolve_classes
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,16 @@ from typing import Any
 import numpy as np
 
 from thresher.diagnose._result import DiagnosticResult
-from thresher.diagnose.checks import (
+from thresher.errors import ConfigError, DataError
+from thresher.neighbours import nearest_neighbours
+from thresher.validation import (
     check_class_sizes,
+    check_embeddings,
     check_k,
     check_labels,
     check_several_classes,
-    check_values,
     resolve_classes,
 )
-from thresher.diagnose.neighbours import nearest_neighbours
-from thresher.errors import ConfigError, DataError
 
 METHODS = ("nnb", "fdr", "random")
 KLD_EPS = 1e-3
@@ -264,7 +264,7 @@ def nearest_adversaries(
     AdversaryResult
     """
     k = check_k(k)
-    x = check_values(values)
+    x = check_embeddings(values)
     n = x.shape[0]
     y = check_labels(labels, n=n, num_classes=len(classes) if classes else None)
     if validation_labels is None or validation_predictions is None:

@@ -41,8 +41,8 @@ from torch import nn
 
 from thresher.data.types import ImageDataset
 from thresher.diagnose._result import DiagnosticResult
-from thresher.diagnose.checks import check_labels
 from thresher.errors import ConfigError, DataError
+from thresher.validation import check_labels
 
 COLOUR_BINS = (
     "black",

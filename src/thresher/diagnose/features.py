@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 
 from thresher.diagnose._result import DiagnosticResult
-from thresher.diagnose.checks import (
+from thresher.errors import ConfigError
+from thresher.validation import (
+    check_embeddings,
     check_k,
     check_labels,
     check_reference,
     check_several_classes,
-    check_values,
     resolve_classes,
 )
-from thresher.errors import ConfigError
 
 
 def _check_top_k(top_k: int, dim: int) -> int:
@@ -103,7 +103,7 @@ def top_features(
     top_k : features per class (<= D).
     classes : class names.
     """
-    x = check_values(values)
+    x = check_embeddings(values)
     y = check_labels(labels, n=x.shape[0], num_classes=len(classes) if classes else None)
     names = resolve_classes(y, classes)
     check_several_classes(y, what="top-K feature overlap")
@@ -200,7 +200,7 @@ def feature_density(
     classes : class names.
     chunk : rows ranked at a time (bounds memory).
     """
-    x = check_values(values)
+    x = check_embeddings(values)
     y = check_labels(labels, n=x.shape[0], num_classes=len(classes) if classes else None)
     names = resolve_classes(y, classes)
     check_several_classes(y, what="feature density")

@@ -6,7 +6,6 @@ engine is used. See ``docs/distributed.md``.
 
 from thresher.distributed.engine import ENGINE_NAMES, Engine, LocalEngine, RayEngine, get_engine
 from thresher.distributed.replica import ModelSource
-from thresher.distributed.runs import embed_run_on, evaluate_subsets_run
 from thresher.distributed.runtime import INSTALL_HINT, RaySession, import_ray
 from thresher.distributed.sweep import EvalJob, merge_seed_results
 
@@ -19,8 +18,6 @@ __all__ = [
     "ModelSource",
     "RayEngine",
     "RaySession",
-    "embed_run_on",
-    "evaluate_subsets_run",
     "get_engine",
     "import_ray",
     "merge_seed_results",

@@ -35,7 +35,7 @@ from thresher.distributed.sweep import (
     write_seed_result,
 )
 from thresher.embed.extract import Embeddings, Transform, dataset_fingerprint_of, extract
-from thresher.embed.tap import Reduce
+from thresher.embed.tap import Pooling
 from thresher.errors import ConfigError
 from thresher.evaluate.result import EvaluationResult
 from thresher.models.fingerprint import model_fingerprint
@@ -58,7 +58,7 @@ class Engine(Protocol):
         transform: Transform | None,
         batch_size: int = 256,
         device: str | None = None,
-        reduce: Reduce = "flatten",
+        pooling: Pooling = "flatten",
         stop_early: bool = False,
         values_out: Callable[[int, int], np.ndarray] | None = None,
     ) -> Embeddings: ...
@@ -103,7 +103,7 @@ class LocalEngine(_EngineBase):
         transform: Transform | None,
         batch_size: int = 256,
         device: str | None = None,
-        reduce: Reduce = "flatten",
+        pooling: Pooling = "flatten",
         stop_early: bool = False,
         values_out: Callable[[int, int], np.ndarray] | None = None,
     ) -> Embeddings:
@@ -116,7 +116,7 @@ class LocalEngine(_EngineBase):
             transform=transform,
             batch_size=batch_size,
             device=device,
-            reduce=reduce,
+            pooling=pooling,
             stop_early=stop_early,
         )
 
@@ -129,26 +129,52 @@ class LocalEngine(_EngineBase):
         device: str | None = None,
         store: str | os.PathLike[str] | None = None,
     ) -> list[EvaluationResult]:
-        """One :func:`thresher.evaluate.evaluate` per job, all its seeds at once, in order.
+        """One :func:`thresher.evaluate.evaluate` per job, in order.
 
-        ``store`` is accepted for symmetry with the Ray engine and not used: a local sweep is
-        cached by its caller (``compare`` keeps one file per cell).
+        With ``store`` (a folder), each finished (job, seed) is written there at once under a
+        key of everything that decides it, and a rerun trains only the seeds not stored yet:
+        on the CPU one after another (as ``evaluate`` trains them anyway, so a resumed result
+        equals an uninterrupted one), on CUDA the missing seeds of a job stacked together.
         """
+        from thresher.device import resolve_device
         from thresher.evaluate import evaluate
 
         check_jobs(jobs)
-        return [
-            evaluate(
+
+        def run(job: EvalJob, seeds: list[int]) -> EvaluationResult:
+            return evaluate(
                 train,
                 test,
                 model=job.model,
                 recipe=job.recipe,
                 subset_ids=job.subset_ids,
-                seeds=list(job.seeds),
+                seeds=seeds,
                 device=device,
             )
-            for job in jobs
-        ]
+
+        if store is None:
+            return [run(job, list(job.seeds)) for job in jobs]
+        folder = Path(store)
+        data = data_key(train, test)
+        sequential = resolve_device(device).type != "cuda"
+        out = []
+        for job in jobs:
+            parts: dict[int, dict[str, Any]] = {}
+            for seed in job.seeds:
+                got = read_seed_result(seed_path(folder, job, seed), seed_key(job, seed, data=data))
+                if got is not None:
+                    parts[seed] = got
+            todo = [s for s in job.seeds if s not in parts]
+            chunks = [[s] for s in todo] if sequential else ([todo] if todo else [])
+            for chunk in chunks:
+                result = run(job, chunk)
+                for seed in chunk:
+                    parts[seed] = result.seed_result(seed).to_dict()
+                    write_seed_result(
+                        seed_path(folder, job, seed), seed_key(job, seed, data=data), parts[seed]
+                    )
+            out.append(merge_seed_results([parts[s] for s in job.seeds]))
+        return out
 
 
 class RayEngine(_EngineBase):
@@ -223,7 +249,7 @@ class RayEngine(_EngineBase):
         transform: Transform | None,
         batch_size: int = 256,
         device: str | None = None,
-        reduce: Reduce = "flatten",
+        pooling: Pooling = "flatten",
         stop_early: bool = False,
         values_out: Callable[[int, int], np.ndarray] | None = None,
     ) -> Embeddings:
@@ -257,7 +283,7 @@ class RayEngine(_EngineBase):
             plan=plan,
             batch_size=batch_size,
             device=device,
-            reduce=reduce,
+            pooling=pooling,
             stop_early=stop_early,
             values_out=values_out,
         )

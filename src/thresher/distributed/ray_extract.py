@@ -25,7 +25,7 @@ from thresher.data.types import ImageDataset
 from thresher.distributed.replica import ModelSource
 from thresher.distributed.runtime import import_ray
 from thresher.embed.extract import Embeddings, MemorySink, Transform, run_extraction
-from thresher.embed.tap import Reduce
+from thresher.embed.tap import Pooling
 from thresher.errors import ConfigError, DataError
 
 #: Default rows per shard; a multiple of the batch size keeps the batches of the local engine.
@@ -87,7 +87,7 @@ class ShardEmbedder:
         transform: Transform | None,
         batch_size: int,
         device: str | None,
-        reduce: Reduce,
+        pooling: Pooling,
         stop_early: bool,
         torch_threads: int | None,
     ) -> None:
@@ -102,7 +102,7 @@ class ShardEmbedder:
         self.transform = transform
         self.batch_size = batch_size
         self.device = device
-        self.reduce: Reduce = reduce
+        self.pooling: Pooling = pooling
         self.stop_early = stop_early
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -118,7 +118,7 @@ class ShardEmbedder:
                 transform=self.transform,
                 batch_size=self.batch_size,
                 device=self.device,
-                reduce=self.reduce,
+                pooling=self.pooling,
                 limit=None,
                 stop_early=self.stop_early,
                 sink_for=MemorySink,
@@ -150,7 +150,7 @@ def ray_extract(
     plan: ExtractPlan,
     batch_size: int = 256,
     device: str | None = None,
-    reduce: Reduce = "flatten",
+    pooling: Pooling = "flatten",
     stop_early: bool = False,
     torch_threads: int | None = None,
     values_out: Callable[[int, int], np.ndarray] | None = None,
@@ -198,7 +198,7 @@ def ray_extract(
             "transform": transform,
             "batch_size": batch_size,
             "device": device,
-            "reduce": reduce,
+            "pooling": pooling,
             "stop_early": stop_early,
             "torch_threads": torch_threads,
         },
@@ -219,7 +219,7 @@ def ray_extract(
         layer=layer,
         model_fingerprint=model_fp,
         dataset_fingerprint=dataset_fp,
-        reduce=reduce,
+        pooling=pooling,
         predictions=predictions if full_forward else None,
     )
 

@@ -131,30 +131,4 @@ def merge_seed_results(parts: Sequence[dict[str, Any]]) -> EvaluationResult:
     """One :class:`EvaluationResult` from single-seed results (``to_dict`` form), in order."""
     if not parts:
         raise ConfigError("nothing to merge: a job needs at least one seed")
-    first = parts[0]
-
-    def stacked(name: str, dtype: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(p[name], dtype=dtype) for p in parts])
-
-    warnings: list[str] = []
-    for p in parts:
-        warnings += [w for w in p["warnings"] if w not in warnings]
-    return EvaluationResult(
-        model=first["model"],
-        recipe=Recipe.from_dict(first["recipe"]),
-        seeds=tuple(int(s) for p in parts for s in p["seeds"]),
-        classes=tuple(first["classes"]),
-        train_size=int(first["train_size"]),
-        subset_size=int(first["subset_size"]),
-        test_size=int(first["test_size"]),
-        accuracy=stacked("accuracy", np.float64),
-        precision=stacked("precision", np.float64),
-        recall=stacked("recall", np.float64),
-        f1=stacked("f1", np.float64),
-        confusion=stacked("confusion", np.int64),
-        support=np.asarray(first["support"], dtype=np.int64),
-        subset_class_counts=np.asarray(first["subset_class_counts"], dtype=np.int64),
-        train_seconds=stacked("train_seconds", np.float64),
-        stacked=all(bool(p["stacked"]) for p in parts),
-        warnings=tuple(warnings),
-    )
+    return EvaluationResult.merge([EvaluationResult.from_dict(p) for p in parts])

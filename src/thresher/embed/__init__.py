@@ -2,12 +2,12 @@
 
 from thresher.embed.cache import cache_key, cached_extract, entry_dir, load_embeddings
 from thresher.embed.extract import Embeddings, extract
-from thresher.embed.layers import LayerInfo, default_layer, list_layers, resolve_layer
-from thresher.embed.tap import REDUCTIONS, LayerTap
+from thresher.embed.tap import POOLINGS, LayerTap
 from thresher.models.fingerprint import model_fingerprint
+from thresher.models.layers import LayerInfo, default_layer, list_layers, resolve_layer
 
 __all__ = [
-    "REDUCTIONS",
+    "POOLINGS",
     "Embeddings",
     "LayerInfo",
     "LayerTap",

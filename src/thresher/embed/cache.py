@@ -36,7 +36,7 @@ from thresher.embed.extract import (
     dataset_fingerprint_of,
     run_extraction,
 )
-from thresher.embed.tap import Reduce
+from thresher.embed.tap import Pooling
 from thresher.errors import ConfigError, RunError
 from thresher.models.fingerprint import model_fingerprint
 from thresher.store import Run, atomic_path
@@ -51,14 +51,14 @@ def cache_key(
     *,
     model_fingerprint: str,
     layer: str,
-    reduce: str,
+    pooling: str,
     dataset_fingerprint: str,
     transform: str = "",
     precision: str = "fp32",
 ) -> str:
-    """``sha256(model + layer + reduce + data + transform [+ precision])[:16]``: the entry's
+    """``sha256(model + layer + pooling + data + transform [+ precision])[:16]``: the entry's
     folder name (fp32 entries keep the key they had before precision existed)."""
-    parts: tuple[str, ...] = (model_fingerprint, layer, reduce, dataset_fingerprint, transform)
+    parts: tuple[str, ...] = (model_fingerprint, layer, pooling, dataset_fingerprint, transform)
     if precision != "fp32":
         parts += (precision,)
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
@@ -97,7 +97,7 @@ def cached_extract(
     transform: Transform | None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    reduce: Reduce = "flatten",
+    pooling: Pooling = "flatten",
     limit: int | None = None,
     stop_early: bool = False,
     dataset_fingerprint: str | None = None,
@@ -145,7 +145,7 @@ def cached_extract(
     key = cache_key(
         model_fingerprint=model_fp,
         layer=layer,
-        reduce=reduce,
+        pooling=pooling,
         dataset_fingerprint=data_fp,
         transform=tf,
         precision=prec,
@@ -153,7 +153,7 @@ def cached_extract(
     rel = entry_dir(key)
     expected = {
         "layer": layer,
-        "reduce": reduce,
+        "pooling": pooling,
         "model_fingerprint": model_fp,
         "dataset_fingerprint": data_fp,
         "transform": tf,
@@ -171,7 +171,7 @@ def cached_extract(
         transform=transform,
         batch_size=batch_size,
         device=device,
-        reduce=reduce,
+        pooling=pooling,
         limit=limit,
         stop_early=stop_early,
         precision=prec,
@@ -246,7 +246,7 @@ def _read_entry(
             layer=meta["layer"],
             model_fingerprint=meta["model_fingerprint"],
             dataset_fingerprint=meta["dataset_fingerprint"],
-            reduce=meta["reduce"],
+            pooling=meta.get("pooling", meta.get("reduce")),  # "reduce": entries before 0.2
             predictions=preds,
             cache_key=key,
         )

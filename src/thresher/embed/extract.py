@@ -16,10 +16,10 @@ from torch import nn
 
 from thresher.data.types import ImageDataset
 from thresher.device import resolve_device
-from thresher.embed.layers import default_layer, eval_mode, resolve_layer
-from thresher.embed.tap import LayerTap, Reduce
+from thresher.embed.tap import LayerTap, Pooling
 from thresher.errors import ConfigError, DataError, ModelError, ThresherError
 from thresher.models.fingerprint import model_fingerprint
+from thresher.models.layers import default_layer, eval_mode, resolve_layer
 from thresher.progress import track
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -39,7 +39,7 @@ class Embeddings:
         model_fingerprint: :func:`~thresher.models.fingerprint.model_fingerprint` of the model.
         dataset_fingerprint: the data's fingerprint (``ImageDataset.fingerprint()`` for a data
             set, the stream's own ``fingerprint()``, or a hash of the ids and pixels seen).
-        reduce: how 4-D maps became vectors ("flatten" or "avgpool").
+        pooling: how 4-D maps became vectors ("flatten" or "avgpool").
         predictions: ``(N,)`` int64 argmax of the model's logits when the full forward ran and
             returned ``(B, K)`` logits, else ``None`` (pseudo-labels for unlabelled data).
         cache_key: the run-directory cache key when it came from / went to a cache.
@@ -51,7 +51,7 @@ class Embeddings:
     layer: str
     model_fingerprint: str
     dataset_fingerprint: str
-    reduce: str = "flatten"
+    pooling: str = "flatten"
     predictions: np.ndarray | None = None
     cache_key: str | None = None
 
@@ -60,7 +60,7 @@ class Embeddings:
         if self.values.ndim != 2 or self.values.dtype != np.float32:
             raise DataError(
                 f"embeddings must be an (N, D) float32 array, got {self.values.shape} "
-                f"{self.values.dtype}; reduce the layer output with reduce='flatten'"
+                f"{self.values.dtype}; pooling the layer output with pooling='flatten'"
             )
         for what, arr in (
             ("ids", self.ids),
@@ -149,7 +149,7 @@ def extract(
     transform: Transform | None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    reduce: Reduce = "flatten",
+    pooling: Pooling = "flatten",
     limit: int | None = None,
     stop_early: bool = False,
     precision: str = "fp32",
@@ -180,7 +180,7 @@ def extract(
         rows per forward for an ``ImageDataset`` (a stream keeps its own batches).
     device:
         ``None``/"auto" = CUDA when available, else CPU.
-    reduce:
+    pooling:
         "flatten" or "avgpool" (global average over the spatial axes) for 4-D outputs.
     limit:
         embed only the first ``limit`` samples.
@@ -212,7 +212,7 @@ def extract(
         transform=transform,
         batch_size=batch_size,
         device=device,
-        reduce=reduce,
+        pooling=pooling,
         limit=limit,
         stop_early=stop_early,
         sink_for=MemorySink,
@@ -228,7 +228,7 @@ def run_extraction(
     transform: Transform | None,
     batch_size: int,
     device: str | torch.device | None,
-    reduce: Reduce,
+    pooling: Pooling,
     limit: int | None,
     stop_early: bool,
     sink_for: Callable[[int | None], ValuesSink],
@@ -239,9 +239,9 @@ def run_extraction(
     """:func:`extract` writing its rows into ``sink_for(expected_rows)`` (used by the cache)."""
     from thresher.precision import autocast, resolve_precision
 
-    if reduce not in ("flatten", "avgpool"):
+    if pooling not in ("flatten", "avgpool"):
         raise ConfigError(
-            f"extract needs (N, D) rows, so reduce must be 'flatten' or 'avgpool', got {reduce!r}"
+            f"extract needs (N, D) rows, so pooling must be 'flatten' or 'avgpool', got {pooling!r}"
         )
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -263,7 +263,7 @@ def run_extraction(
             layer = default_layer(model, input_shape=tuple(first[0].shape[1:]))
         sink = sink_for(source.rows)
         try:
-            with LayerTap(model, layer, reduce=reduce, stop_early=stop_early) as tap:
+            with LayerTap(model, layer, pooling=pooling, stop_early=stop_early) as tap:
                 ids, predictions = _drain(
                     tap,
                     track(
@@ -288,7 +288,7 @@ def run_extraction(
         layer=layer,
         model_fingerprint=model_fp,
         dataset_fingerprint=source.fingerprint(),
-        reduce=reduce,
+        pooling=pooling,
         predictions=predictions,
     )
 

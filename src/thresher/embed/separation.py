@@ -39,7 +39,7 @@ class LayerSeparation:
 
 def knn_agreement(values: np.ndarray, labels: np.ndarray, *, k: int = 10) -> float:
     """Leave-one-out majority vote of the ``k`` nearest other rows (cosine): the share right."""
-    from thresher.filter.neighbours import NeighbourIndex, normalise_rows
+    from thresher.neighbours import NeighbourIndex, normalise_rows
 
     n = values.shape[0]
     if n <= k:
@@ -77,7 +77,7 @@ def layer_separation(
     out = []
     for name in layers:
         emb = extract(
-            model, part, layer=name, transform=transform, reduce="avgpool", stop_early=True
+            model, part, layer=name, transform=transform, pooling="avgpool", stop_early=True
         )
         out.append(LayerSeparation(name, knn_agreement(emb.values, labels, k=k), emb.dim))
     return out

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from thresher.embed.layers import resolve_layer
 from thresher.errors import ConfigError, LayerError
+from thresher.models.layers import resolve_layer
 
-Reduce = Literal["flatten", "avgpool", "none"]
-REDUCTIONS: tuple[str, ...] = ("flatten", "avgpool", "none")
+Pooling = Literal["flatten", "avgpool", "none"]
+POOLINGS: tuple[str, ...] = ("flatten", "avgpool", "none")
 
 
 class _StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -35,7 +35,7 @@ class LayerTap:
         the network; only its named submodules can be tapped.
     layers:
         one layer name or several (dotted paths as in ``model.named_modules()``).
-    reduce:
+    pooling:
         ``"flatten"``: ``(B, ...) -> (B, prod(...))``; ``"avgpool"``: average every axis after
         the channel axis, ``(B, C, H, W) -> (B, C)`` (2-D outputs are kept as they are);
         ``"none"``: the output's own shape.
@@ -62,16 +62,16 @@ class LayerTap:
         model: nn.Module,
         layers: str | Sequence[str],
         *,
-        reduce: Reduce = "flatten",
+        pooling: Pooling = "flatten",
         stop_early: bool = False,
     ) -> None:
-        if reduce not in REDUCTIONS:
-            raise ConfigError(f"unknown reduce {reduce!r}; use one of {', '.join(REDUCTIONS)}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
         names = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
         if not names:
             raise LayerError("no layer to tap; name at least one layer")
         self.model = model
-        self.reduce = reduce
+        self.pooling = pooling
         self.stop_early = stop_early
         self.layers: tuple[str, ...] = tuple(names)
         self._modules = {name: resolve_layer(model, name) for name in names}
@@ -143,7 +143,7 @@ class LayerTap:
             last = self.stop_early and len(self.outputs | {name: output}) == len(self._modules)
             # Nothing runs after the last capture of an early stop, so it needs no copy.
             self.outputs[name] = reduce_output(
-                output, self.reduce, into=self._into.pop(name, None), copy=not last
+                output, self.pooling, into=self._into.pop(name, None), copy=not last
             )
             if last:
                 raise _StopForward(
@@ -155,7 +155,7 @@ class LayerTap:
 
 def reduce_output(
     output: torch.Tensor,
-    reduce: str,
+    pooling: str,
     *,
     into: torch.Tensor | None = None,
     copy: bool = True,
@@ -166,9 +166,9 @@ def reduce_output(
     ``copy=False`` allows a view when nothing can change ``output`` afterwards.
     """
     out = output.detach()
-    if reduce == "avgpool" and out.ndim > 2:
+    if pooling == "avgpool" and out.ndim > 2:
         reduced = out.mean(dim=tuple(range(2, out.ndim)))  # a new tensor already
-    elif reduce == "none":
+    elif pooling == "none":
         reduced = out
     else:
         reduced = out.reshape(out.shape[0], -1)

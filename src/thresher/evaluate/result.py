@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,85 @@ class EvaluationResult:
     def summary(self) -> str:
         """``"acc 98.91 +- 0.12 % (n=5)"``."""
         return f"acc {100 * self.accuracy_mean:.2f} +- {100 * self.accuracy_std:.2f} % (n={self.n})"
+
+    # --- per-seed pieces (resumable evaluations) ------------------------------------------------
+    def seed_result(self, seed: int) -> EvaluationResult:
+        """The one-seed result of ``seed`` (a row of this one), without models."""
+        if seed not in self.seeds:
+            raise KeyError(f"seed {seed} is not in this result (seeds {list(self.seeds)})")
+        i = self.seeds.index(seed)
+        return replace(
+            self,
+            seeds=(seed,),
+            accuracy=self.accuracy[i : i + 1],
+            precision=self.precision[i : i + 1],
+            recall=self.recall[i : i + 1],
+            f1=self.f1[i : i + 1],
+            confusion=self.confusion[i : i + 1],
+            train_seconds=self.train_seconds[i : i + 1],
+            models=(),
+        )
+
+    @classmethod
+    def merge(cls, parts: Sequence[EvaluationResult]) -> EvaluationResult:
+        """One result from results of the same evaluation on disjoint seeds, in the given order.
+
+        Raises ``ValueError`` when the parts differ in anything but their seeds."""
+        if not parts:
+            raise ValueError("nothing to merge")
+        first = parts[0]
+        for p in parts[1:]:
+            same = (
+                p.model == first.model
+                and p.recipe == first.recipe
+                and p.classes == first.classes
+                and (p.train_size, p.subset_size, p.test_size)
+                == (first.train_size, first.subset_size, first.test_size)
+                and np.array_equal(p.support, first.support)
+                and np.array_equal(p.subset_class_counts, first.subset_class_counts)
+            )
+            if not same:
+                raise ValueError("the parts are not the same evaluation (model, recipe or data)")
+        seeds = tuple(s for p in parts for s in p.seeds)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"the parts repeat a seed ({list(seeds)})")
+        warnings = tuple(dict.fromkeys(w for p in parts for w in p.warnings))
+        return replace(
+            first,
+            seeds=seeds,
+            accuracy=np.concatenate([p.accuracy for p in parts]),
+            precision=np.concatenate([p.precision for p in parts]),
+            recall=np.concatenate([p.recall for p in parts]),
+            f1=np.concatenate([p.f1 for p in parts]),
+            confusion=np.concatenate([p.confusion for p in parts]),
+            train_seconds=np.concatenate([p.train_seconds for p in parts]),
+            stacked=all(p.stacked for p in parts),
+            warnings=warnings,
+            models=tuple(m for p in parts for m in p.models),
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvaluationResult:
+        """Inverse of :meth:`to_dict` (without models)."""
+        return cls(
+            model=str(d["model"]),
+            recipe=Recipe.from_dict(d["recipe"]),
+            seeds=tuple(int(s) for s in d["seeds"]),
+            classes=tuple(str(c) for c in d["classes"]),
+            train_size=int(d["train_size"]),
+            subset_size=int(d["subset_size"]),
+            test_size=int(d["test_size"]),
+            accuracy=np.asarray(d["accuracy"], dtype=np.float64),
+            precision=np.asarray(d["precision"], dtype=np.float64),
+            recall=np.asarray(d["recall"], dtype=np.float64),
+            f1=np.asarray(d["f1"], dtype=np.float64),
+            confusion=np.asarray(d["confusion"], dtype=np.int64),
+            support=np.asarray(d["support"], dtype=np.int64),
+            subset_class_counts=np.asarray(d["subset_class_counts"], dtype=np.int64),
+            train_seconds=np.asarray(d["train_seconds"], dtype=np.float64),
+            stacked=bool(d["stacked"]),
+            warnings=tuple(d.get("warnings", ())),
+        )
 
     # --- export --------------------------------------------------------------------------------
     def to_table(self) -> Any:

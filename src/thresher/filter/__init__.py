@@ -1,11 +1,12 @@
 """Dataset filtering (thesis, seed 002): outliers and semantic near-duplicates at exact
 percentages, seen through a model's embeddings, plus the random and uniqueness baselines.
 
-Registries (names for the CLI and the app): :data:`REDUCERS`, :data:`OUTLIER_SCORES`,
+Registries (names for the CLI and the app): :data:`PROJECTIONS`, :data:`OUTLIER_SCORES`,
 :data:`DUPLICATE_METHODS`, :data:`SELECTORS` (records: a new selector is one decorated score
 function, :func:`register_selector`).
 """
 
+from thresher.filter import dynamics as _dynamics  # noqa: F401  (registers el2n, grand, forgetting)
 from thresher.filter import pruning as _pruning  # noqa: F401  (registers kcenter, herding, ssp)
 from thresher.filter.baselines import (
     SELECTORS,
@@ -26,7 +27,7 @@ from thresher.filter.duplicates import (
 )
 from thresher.filter.outliers import OUTLIER_SCORES, OutlierScores, outlier_scores, select_top
 from thresher.filter.pipeline import filter_dataset
-from thresher.filter.reduce_dims import REDUCERS, reduce_dims, target_dims
+from thresher.filter.projection import PROJECTIONS, project, target_dims
 from thresher.filter.result import FILTER_REASONS, FilterResult, reasons
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "DUPLICATE_METHODS",
     "FILTER_REASONS",
     "OUTLIER_SCORES",
-    "REDUCERS",
+    "PROJECTIONS",
     "SELECTORS",
     "Budget",
     "DuplicateClusters",
@@ -48,9 +49,9 @@ __all__ = [
     "global_budget",
     "outlier_scores",
     "per_class_budgets",
+    "project",
     "random_subset",
     "reasons",
-    "reduce_dims",
     "register_selector",
     "select",
     "select_top",

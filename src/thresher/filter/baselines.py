@@ -17,19 +17,19 @@ are removed in id order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from thresher.errors import ConfigError
 from thresher.filter.budgets import apportion, floor_count
-from thresher.filter.inputs import as_ids, as_per_sample, check_fraction, unpack
-from thresher.filter.neighbours import NeighbourIndex
 from thresher.filter.outliers import select_top
 from thresher.filter.result import FilterResult
+from thresher.neighbours import NeighbourIndex
 from thresher.registry import Registry
+from thresher.validation import as_ids, as_per_sample, check_fraction, unpack
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class SelectionInput:
         seed: the request's seed (random draws, approximate indexes).
         keep: the share that will be kept; greedy selectors may stop ordering after
             ``ceil(keep x N)`` picks and rank the rest by their last criterion.
+        signals: per-item signals a selector declared in ``needs_signals`` (e.g. the training
+            dynamics ``el2n``, ``grand``, ``forgetting``), each ``(N,)`` in ``ids`` order.
     """
 
     ids: np.ndarray
@@ -50,6 +52,7 @@ class SelectionInput:
     labels: np.ndarray | None
     seed: int
     keep: float = 1.0
+    signals: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Selector:
         description: one line for the CLI's and the app's lists.
         needs_embeddings: refuse an ids-only input (``random`` needs none).
         needs_labels: refuse unlabelled data.
+        needs_signals: per-item signals the score reads from ``SelectionInput.signals``
+            (``thresher.train.dynamics.SIGNALS``: the run's workflow computes them).
         params: extra parameters recorded in the result (``FilterResult.params``).
     """
 
@@ -70,6 +75,7 @@ class Selector:
     description: str = ""
     needs_embeddings: bool = True
     needs_labels: bool = False
+    needs_signals: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,6 +88,7 @@ def register_selector(
     description: str = "",
     needs_embeddings: bool = True,
     needs_labels: bool = False,
+    needs_signals: tuple[str, ...] = (),
     params: dict[str, Any] | None = None,
 ) -> Callable[[Callable[[SelectionInput], np.ndarray]], Callable[[SelectionInput], np.ndarray]]:
     """Decorator registering a score function as the selector ``name``."""
@@ -100,6 +107,7 @@ def register_selector(
                 description=description or (doc[0] if doc else name),
                 needs_embeddings=needs_embeddings,
                 needs_labels=needs_labels,
+                needs_signals=tuple(needs_signals),
                 params=dict(params or {}),
             ),
         )
@@ -117,6 +125,7 @@ def select(
     ids: Any = None,
     labels: Any = None,
     stratified: bool = False,
+    signals: Mapping[str, Any] | None = None,
 ) -> FilterResult:
     """Keep ``floor(keep x N)`` items by the selector ``name``.
 
@@ -129,6 +138,8 @@ def select(
     seed : passed to the score.
     ids, labels : override the ``Embeddings``'s own.
     stratified : keep ``keep`` of every class rather than of the whole.
+    signals : ``name -> (N,)`` per-item signals, for selectors that need them
+        (``Selector.needs_signals``); in the items' order.
 
     Returns
     -------
@@ -141,6 +152,8 @@ def select(
     n_keep = _n_keep(n, keep)
     if selector.needs_labels and inputs.labels is None:
         raise ConfigError(f"the {name} selector needs labels; pass labelled data")
+    if selector.needs_signals:
+        inputs = replace(inputs, signals=_signals(selector, signals, n))
     score = np.asarray(selector.score(inputs), dtype=np.float64)
     if score.shape != (n,) or not np.all(np.isfinite(score)):
         raise ConfigError(
@@ -153,6 +166,30 @@ def select(
     params = {"keep": float(keep), "seed": int(seed), "stratified": bool(stratified)}
     params.update(selector.params)
     return _result(inputs.ids, kept, _unit_scale(score), inputs.labels, name, params)
+
+
+def _signals(
+    selector: Selector, signals: Mapping[str, Any] | None, n: int
+) -> dict[str, np.ndarray]:
+    """The signals ``selector`` needs, checked: present, one finite value per item."""
+    given = dict(signals or {})
+    missing = [s for s in selector.needs_signals if s not in given]
+    if missing:
+        raise ConfigError(
+            f"the {selector.name} selector needs the per-item signal(s) {', '.join(missing)} "
+            "(training dynamics); run it on a run directory (`thresher filter RUN --baseline "
+            f"{selector.name} --keep PCT`), which trains for them, or pass signals="
+        )
+    out = {}
+    for key in selector.needs_signals:
+        arr = np.asarray(given[key], dtype=np.float64)
+        if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+            raise ConfigError(
+                f"signal {key!r} has shape {arr.shape} (or non-finite values) for {n} items; "
+                "give one finite value per item, in the items' order"
+            )
+        out[key] = arr
+    return out
 
 
 def _unit_scale(score: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from thresher.errors import ConfigError, DataError
-from thresher.filter.neighbours import NeighbourIndex, normalise_rows
+from thresher.neighbours import NeighbourIndex, normalise_rows
 from thresher.progress import track
 
 # Measured on 5,000 real MNIST and CIFAR-10 images with planted copies (docs/filtering.md): the

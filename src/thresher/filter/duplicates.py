@@ -46,7 +46,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from thresher.errors import ConfigError, DataError
-from thresher.filter.neighbours import EXACT_MAX_ITEMS, NeighbourIndex, normalise_rows
+from thresher.neighbours import EXACT_MAX_ITEMS, NeighbourIndex, normalise_rows
 from thresher.progress import track
 from thresher.registry import Registry
 

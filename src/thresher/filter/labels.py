@@ -97,7 +97,7 @@ def knn_pred_probs(
 ) -> np.ndarray:
     """``(N, K)`` class probabilities from the labels of each row's ``k`` nearest other rows
     (cosine), with add-0.1 smoothing. Out of sample: a row never votes for itself."""
-    from thresher.filter.neighbours import NeighbourIndex, normalise_rows
+    from thresher.neighbours import NeighbourIndex, normalise_rows
 
     n = embeddings.shape[0]
     k = min(k, n - 1)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from thresher.errors import ConfigError
-from thresher.filter.neighbours import NeighbourIndex
+from thresher.neighbours import NeighbourIndex
 from thresher.registry import Registry
 
 ScoreFn = Callable[..., np.ndarray]

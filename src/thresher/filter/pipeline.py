@@ -1,4 +1,4 @@
-"""The thesis's filter: reduce, drop outliers, drop near-duplicates — exact counts.
+"""The thesis's filter: projection, drop outliers, drop near-duplicates — exact counts.
 
 Two named presets (:data:`PRESETS`): ``thesis`` is the thesis's method as written (Euclidean
 features, GLOSH, one global budget, semantic near-duplicates only); ``default`` is what won on
@@ -18,12 +18,12 @@ from thresher.errors import ConfigError
 from thresher.filter.budgets import Budget, ceil_count, global_budget, per_class_budgets
 from thresher.filter.copies import DEFAULT_COPY_THRESHOLD, copy_scores, remove_copies
 from thresher.filter.duplicates import DUPLICATE_METHODS, find_duplicates
-from thresher.filter.inputs import check_fraction, unpack
-from thresher.filter.neighbours import normalise_rows
 from thresher.filter.outliers import OUTLIER_SCORES, outlier_scores, select_top
-from thresher.filter.reduce_dims import REDUCERS, reduce_dims, target_dims
+from thresher.filter.projection import PROJECTIONS, project, target_dims
 from thresher.filter.result import FilterResult
+from thresher.neighbours import normalise_rows
 from thresher.progress import track
+from thresher.validation import check_fraction, unpack
 
 OUTLIER_SPACES = ("auto", "original", "reduced")
 # Outliers are scored in the original features (PCA to 10 dims halved outlier recall on
@@ -65,7 +65,7 @@ def filter_dataset(
     predictions: Any = None,
     outliers: float = 0.05,
     similar: float = 0.05,
-    reduce: str = "pca",
+    projection: str = "pca",
     dims: int | None = 128,
     per_class: bool | None = None,
     method: str = "auto",
@@ -93,7 +93,7 @@ def filter_dataset(
     predictions : ``(N,)`` model predictions, the budget groups of unlabelled data when
         ``per_class=True``.
     outliers, similar : fractions of ``N`` to remove, each in ``[0, 1)``, sum below 1.
-    reduce : ``"pca"``, ``"umap"`` or ``"none"`` (:data:`REDUCERS`).
+    projection : ``"pca"``, ``"umap"`` or ``"none"`` (:data:`PROJECTIONS`).
     dims : ``N_reduce``; the features are reduced to ``min(dims, N, D)`` dims (unchanged when
         that is ``D``). ``None`` keeps all.
     per_class : share both budgets over the classes (largest remainder, totals unchanged;
@@ -157,7 +157,7 @@ def filter_dataset(
     auto_groups = per_class is None
     if per_class is None:
         per_class = data.labels is not None or data.predictions is not None
-    REDUCERS.get(reduce)
+    PROJECTIONS.get(projection)
     DUPLICATE_METHODS.get(method)
     OUTLIER_SCORES.get(outlier_score)
     if outlier_space not in OUTLIER_SPACES:
@@ -183,7 +183,7 @@ def filter_dataset(
         score[is_label] = np.clip(label_scores[is_label], 0.0, 1.0)
         pool = np.flatnonzero(~is_label)
     values = normalise_rows(data.values) if normalise == "l2" else data.values
-    reduced = reduce_dims(values, method=reduce, n_dims=dims, seed=seed)
+    reduced = project(values, method=projection, n_dims=dims, seed=seed)
     space = outlier_space
     if space == "auto":
         space = "original" if d <= AUTO_ORIGINAL_MAX_FEATURES else "reduced"
@@ -285,7 +285,7 @@ def filter_dataset(
         "copies": bool(pixel is not None),
         "pixel_copies": n_copies,
         "copy_threshold": float(copy_threshold),
-        "reduce": reduce,
+        "projection": projection,
         "dims": dims,
         "n_dims": int(reduced.shape[1]),
         "n_features": int(d),

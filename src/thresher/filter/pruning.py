@@ -124,7 +124,7 @@ def prototype_distance(x: np.ndarray, *, clusters: int, seed: int) -> np.ndarray
     metric. ``(N,)`` float64 in ``[0, 2]``."""
     from sklearn.cluster import KMeans
 
-    from thresher.filter.neighbours import normalise_rows
+    from thresher.neighbours import normalise_rows
 
     z = normalise_rows(x)
     k = max(1, min(int(clusters), z.shape[0]))

@@ -7,11 +7,11 @@ from thresher.models import resnet_cifar as _resnet_cifar  # noqa: F401  (regist
 from thresher.models import small_cnn as _small_cnn  # noqa: F401  (registers)
 from thresher.models.external import external_spec
 from thresher.models.fingerprint import model_fingerprint
+from thresher.models.layers import default_layer
 from thresher.models.loading import (
     LoadedModel,
     feature_layer_of,
     load_weights,
-    penultimate_layer,
     save_checkpoint,
     wrap_module,
 )
@@ -35,12 +35,12 @@ __all__ = [
     "PadShortcut",
     "cifar_resnet",
     "create_model",
+    "default_layer",
     "external_spec",
     "feature_layer_of",
     "load_weights",
     "model_fingerprint",
     "model_spec",
-    "penultimate_layer",
     "register_model",
     "save_checkpoint",
     "transform_for",

@@ -35,24 +35,25 @@ TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
     "inception_v3": {"aux_logits": False, "init_weights": True},
 }
 # Penultimate (pooled) feature layer per torchvision family, checked against
-# ``penultimate_layer`` in the tests. Families missing here compute the classifier's input with a
+# ``default_layer`` in the tests (the real layer, not a Dropout that hands it on in eval;
+# mnasnet and mobilenet_v2 pool functionally, so their Dropout is the first module holding it). Families missing here compute the classifier's input with a
 # functional op (densenet, shufflenet, vit's class token) or have no Linear head (squeezenet):
 # their ``feature_layer`` is "" and ``feature_layer_of`` asks the user to name one.
 TORCHVISION_FEATURE_LAYERS: dict[str, str] = {
     "alexnet": "classifier.5",
     "convnext": "classifier.1",
-    "efficientnet": "classifier.0",
-    "googlenet": "dropout",
-    "inception": "dropout",
+    "efficientnet": "avgpool",
+    "googlenet": "avgpool",
+    "inception": "avgpool",
     "maxvit": "classifier.4",
     "mnasnet": "classifier.0",
     "mobilenet_v2": "classifier.0",
-    "mobilenet_v3": "classifier.2",
+    "mobilenet_v3": "classifier.1",
     "regnet": "avgpool",
     "resnet": "avgpool",
     "resnext": "avgpool",
     "swin": "flatten",
-    "vgg": "classifier.5",
+    "vgg": "classifier.4",
     "wide_resnet": "avgpool",
 }
 EFFICIENTNET_INPUT_SIZE = (128, 128)
@@ -202,7 +203,7 @@ def _timm_spec(full_name: str, name: str) -> ModelSpec:
         std=UNTRAINED_STD,
         recipe="cifar-resnet",
         # timm heads differ per family; the classifier's input is found on the built model by
-        # penultimate_layer (it uses model.get_classifier()): see feature_layer_of.
+        # default_layer (it uses model.get_classifier()): see feature_layer_of.
         feature_layer="",
         description=f"timm {name}, untrained",
     )
@@ -230,7 +231,7 @@ EFFICIENTNET_HINT = (
     std=(128 / 255,),
     # Adam 1e-3, batch 64, 15 epochs: a sound fine-tuning default for a pretrained backbone.
     recipe="paper-mnist",
-    feature_layer="_dropout",
+    feature_layer="_avg_pooling",
     description="EfficientNet-Lite0, ImageNet-pretrained, 1280-d features, 128x128 input",
 )
 def efficientnet_lite0(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
@@ -239,7 +240,7 @@ def efficientnet_lite0(*, num_classes: int = 1000, in_channels: int = 3) -> nn.M
     ``num_classes == 1000`` keeps the ImageNet classifier; any other count gets a new, randomly
     initialised ``Linear(1280, num_classes)``. ``in_channels=1`` folds the stem's RGB kernels into
     one (their sum), which is exactly the network applied to the grey image repeated to 3
-    channels; other channel counts are refused. Features (``_dropout``, identity in eval mode)
+    channels; other channel counts are refused. Features (``_avg_pooling``, flattened)
     are the pooled 1280-d vector. The default input size is 128 x 128 (trained at 224; smaller
     is 3x faster on CPU, give ``size=(224, 224)`` to ``transform_for`` for full accuracy).
     """

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from thresher.errors import LayerError, ModelError, did_you_mean
+from thresher.models.layers import default_layer
 from thresher.models.registry import ModelSpec
 from thresher.store import atomic_path
 
@@ -66,7 +67,7 @@ def wrap_module(
         ``(H, W)`` the model needs, or ``None`` to feed images at their stored size.
     feature_layer:
         module name of the penultimate features; ``None`` finds the input of the last
-        ``nn.Linear`` with one forward pass (see :func:`penultimate_layer`).
+        ``nn.Linear`` with one forward pass (see :func:`thresher.models.layers.default_layer`).
     example:
         ``(B, C, H, W)`` input for that pass; by default guessed from the first conv layer and
         ``input_size`` (32 x 32 when unknown).
@@ -87,7 +88,9 @@ def wrap_module(
     if feature_layer is None:
         if example is None and input_size is not None:
             example = _example_input(module, size=input_size)
-        feature_layer = penultimate_layer(module, example=example)
+        if example is None:
+            example = _example_input(module, size=(32, 32))
+        feature_layer = default_layer(module, example=example)
     else:
         check_layer(module, feature_layer)
     template = copy.deepcopy(module)
@@ -149,131 +152,18 @@ def check_layer(model: nn.Module, layer: str) -> nn.Module:
 # --- the penultimate layer -------------------------------------------------------------------
 
 
-def penultimate_layer(
-    model: nn.Module,
-    *,
-    example: torch.Tensor | None = None,
-    classifier: nn.Module | None = None,
-) -> str:
-    """Name of the module whose output feeds the classifier, found with one forward pass.
-
-    The classifier is ``classifier`` when given, else ``model.get_classifier()`` for timm models,
-    else the last ``nn.Linear`` called. The answer is the last module, in call order before the classifier runs,
-    whose output *is* the classifier's input or a view of it (same memory and size, e.g. pooled
-    ``(B, 512, 1, 1)`` flattened to ``(B, 512)``). Tapping that layer and flattening gives the
-    features the classifier sees.
-
-    Parameters
-    ----------
-    model:
-        any ``nn.Module``; it runs once in eval mode under ``torch.no_grad`` (mode restored).
-    example:
-        ``(B, C, H, W)`` input; by default two random 32 x 32 images with the first conv layer's
-        channel count (3 without one).
-
-    Raises
-    ------
-    ModelError
-        the forward pass fails, no classifier runs, or its input comes from no module (computed
-        by a functional op); then name ``feature_layer`` yourself.
-    """
-    if example is None:
-        example = _example_input(model, size=(32, 32))
-    if classifier is None:
-        classifier = _timm_classifier(model)
-    outputs: list[tuple[str, Any]] = []
-    target: dict[str, Any] = {}
-    names = {id(m): n for n, m in model.named_modules() if n}
-
-    def record_output(mod: nn.Module, _args: Any, out: Any) -> None:
-        if id(mod) in names:
-            outputs.append((names[id(mod)], out))
-
-    def record_input(mod: nn.Module, args: Any) -> None:
-        if args and isinstance(args[0], torch.Tensor):
-            target.update(input=args[0], seen=len(outputs), module=mod)
-
-    handles = []
-    try:
-        for mod in model.modules():
-            if mod is not model:
-                handles.append(mod.register_forward_hook(record_output))
-            is_classifier = mod is classifier if classifier is not None else _is_linear(mod)
-            if is_classifier:
-                handles.append(mod.register_forward_pre_hook(record_input))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(example)
-        except Exception as err:
-            raise ModelError(
-                f"a trial forward pass with input {tuple(example.shape)} failed ({err}); "
-                "give feature_layer= or a matching example= input"
-            ) from err
-        finally:
-            model.train(was_training)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not target:
-        raise ModelError(
-            f"{type(model).__name__} ran no classifier layer (nn.Linear); "
-            "give feature_layer= the name of its penultimate layer"
-        )
-    features = target["input"]
-    for name, out in reversed(outputs[: target["seen"]]):
-        if isinstance(out, torch.Tensor) and _same_values(out, features):
-            return name
-    raise ModelError(
-        f"the classifier's input in {type(model).__name__} is computed outside any module; "
-        "give feature_layer= the name of the layer to tap"
-    )
-
-
 def feature_layer_of(
     model: nn.Module, spec: ModelSpec, *, example: torch.Tensor | None = None
 ) -> str:
-    """``spec.feature_layer`` when set (checked to exist), else :func:`penultimate_layer`.
+    """``spec.feature_layer`` when set (checked to exist), else the layer the classifier reads
+    (:func:`thresher.models.layers.default_layer`, one forward pass).
 
     Use this rather than ``spec.feature_layer`` alone: timm specs, and torchvision families
     whose head is functional, leave it empty because it depends on the built model.
     """
-    if spec.feature_layer:
-        check_layer(model, spec.feature_layer)
-        return spec.feature_layer
-    if example is None and spec.input_size is not None:
-        example = _example_input(model, size=spec.input_size)
-    return penultimate_layer(model, example=example)
-
-
-def _timm_classifier(model: nn.Module) -> nn.Module | None:
-    # timm models name their head: its input is the pre-logits feature vector.
-    get_classifier = getattr(model, "get_classifier", None)
-    if not callable(get_classifier):
-        return None
-    try:
-        head = get_classifier()
-    except Exception:  # not timm's method after all
-        return None
-    return head if isinstance(head, nn.Module) and not isinstance(head, nn.Identity) else None
-
-
-def _is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear)
-
-
-def _same_values(out: torch.Tensor, features: torch.Tensor) -> bool:
-    if out is features:
-        return True
-    return (
-        out.numel() == features.numel()
-        and out.dtype == features.dtype
-        and out.device == features.device
-        and out.is_contiguous()
-        and features.is_contiguous()
-        and out.data_ptr() == features.data_ptr()
-    )
+    if example is None and not spec.feature_layer:
+        example = _example_input(model, size=spec.input_size or (32, 32))
+    return default_layer(model, spec.feature_layer, example=example)
 
 
 def _example_input(model: nn.Module, *, size: tuple[int, int]) -> torch.Tensor:

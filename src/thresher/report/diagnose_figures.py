@@ -288,7 +288,7 @@ def figure_for(name: str, items: Items) -> Any:
     """The figure of analysis ``name`` (its record's ``figure``, imported now)."""
     import importlib
 
-    from thresher.diagnose.workflow import ANALYSES
+    from thresher.diagnose.analyses import ANALYSES
 
     path = ANALYSES.get(name).figure
     if not path:

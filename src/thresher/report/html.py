@@ -21,7 +21,7 @@ from thresher.store import Run
 def sections() -> list[tuple[str, str, str]]:
     """``(section id, heading, what the paper calls it)``: each registered analysis in order,
     followed by its extra sections (prototypes after archetypes, Table II after adversaries)."""
-    from thresher.diagnose.workflow import ANALYSES
+    from thresher.diagnose.analyses import ANALYSES
 
     out = []
     for name in ANALYSES.in_order():
@@ -74,8 +74,8 @@ def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
     RunError
         no run given, or none of them has any stored diagnostics.
     """
-    from thresher.diagnose.workflow import load_prototypes, load_result, stored_analyses
     from thresher.report.diagnose_figures import figure_for, png_bytes, prototypes_figure
+    from thresher.workflows.diagnose import load_prototypes, load_result, stored_analyses
 
     if not runs:
         raise RunError("a report needs at least one run directory")
@@ -134,7 +134,7 @@ def _label_issues_section(runs: Sequence[Run], labels: list[str]) -> str:
     """Likely mislabelled training images (``thresher labels``), most suspect first."""
     import numpy as np
 
-    from thresher.run_labels import load_label_issues
+    from thresher.workflows.labels import load_label_issues
 
     cols = []
     for run, label in zip(runs, labels, strict=True):

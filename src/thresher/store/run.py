@@ -107,9 +107,33 @@ class Run:
     def config(self) -> dict[str, Any]:
         return self.manifest["config"]
 
+    # Every step record goes through these methods (no caller edits the manifest's dicts).
+    def steps(self) -> list[str]:
+        """The names of the recorded steps, sorted."""
+        return sorted(self._manifest["steps"])
+
+    def has_step(self, name: str) -> bool:
+        return name in self._manifest["steps"]
+
+    def step(self, name: str) -> dict[str, Any]:
+        """A copy of step ``name``'s record (``{}`` when it has not run)."""
+        return json.loads(json.dumps(self._manifest["steps"].get(name, {})))
+
+    def require_step(self, name: str, *, command: str, what: str) -> None:
+        """Refuse to go on unless step ``name`` ran: ``RunError`` naming ``command``."""
+        if not self.has_step(name):
+            raise RunError(f"{self.path} has no {what}; run `{command}` into it first")
+
     def record_step(self, name: str, info: dict[str, Any]) -> None:
-        """Record that step ``name`` finished, with what it produced."""
-        self._manifest["steps"][name] = info
+        """Record that step ``name`` finished, with what it produced (replaces its record)."""
+        self._manifest["steps"][name] = json.loads(dumps(info))
+        self._write_manifest()
+
+    def record_entries(self, name: str, entries: dict[str, Any]) -> None:
+        """Add or replace entries of step ``name``'s record, keeping its other entries (steps
+        recorded per key: embeddings per layer, filters per tag, analyses per name)."""
+        record = self._manifest["steps"].setdefault(name, {})
+        record.update(json.loads(dumps(entries)))
         self._write_manifest()
 
     def record_input(self, name: str, digest: str) -> None:

@@ -4,7 +4,7 @@ from thresher.train.checkpoint import checkpoint_info, load_checkpoint, save_che
 from thresher.train.ensemble import UnstackableError, train_many
 from thresher.train.recipes import RECIPES, Recipe, get_recipe, register_recipe
 from thresher.train.stacking import StackedModels, check_stacked, stack_models, unstack
-from thresher.train.trainer import EpochStats, TrainResult, fit, predict
+from thresher.train.trainer import EpochStats, TrainingObserver, TrainResult, fit, predict
 
 __all__ = [
     "RECIPES",
@@ -12,6 +12,7 @@ __all__ = [
     "Recipe",
     "StackedModels",
     "TrainResult",
+    "TrainingObserver",
     "UnstackableError",
     "check_stacked",
     "checkpoint_info",

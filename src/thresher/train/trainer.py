@@ -300,6 +300,23 @@ class WeightAverage:
 # --- training --------------------------------------------------------------------------------
 
 
+class TrainingObserver:
+    """Watches a training run (training dynamics: forgetting events, early-epoch scores).
+
+    :func:`fit` calls :meth:`on_batch` after every optimiser step with the batch's positions
+    in the training set and its logits (of the augmented images, as the model saw them), and
+    :meth:`on_epoch_end` after every epoch with the model in training mode (an observer that
+    evaluates it must switch to eval mode and back). Both do nothing here: subclass and
+    override what you need. An observer costs a device-to-host copy per batch.
+    """
+
+    def on_batch(self, epoch: int, positions: np.ndarray, logits: torch.Tensor) -> None:
+        """``positions``: ``(B,)`` rows of ``train``; ``logits``: ``(B, K)``, detached."""
+
+    def on_epoch_end(self, epoch: int, model: nn.Module) -> None:
+        """After epoch ``epoch`` (1-based) of training ``model``."""
+
+
 def fit(
     model: ModelLike,
     train: ImageDataset,
@@ -310,6 +327,7 @@ def fit(
     transform: Transform | str | None = None,
     indices: np.ndarray | Sequence[int] | None = None,
     precision: str | None = None,
+    observer: TrainingObserver | None = None,
 ) -> TrainResult:
     """Train one model on ``train`` (or the rows ``indices`` of it).
 
@@ -325,6 +343,8 @@ def fit(
     indices : ``(K,)`` positions in ``train`` to train on; default all.
     precision : ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (:mod:`thresher.precision`);
         default the recipe's. An unsupported one is refused before any training.
+    observer : a :class:`TrainingObserver` told about every batch and epoch; it does not
+        change the training (same weights with or without).
 
     Returns
     -------
@@ -396,11 +416,15 @@ def fit(
                 if ema is not None:
                     ema.update(net)
                 step += 1
+                if observer is not None:
+                    observer.on_batch(epoch, idx[batch.cpu().numpy()], logits.detach().float())
                 loss_sum += loss.detach() * (b - a)
                 correct += (logits.detach().argmax(1) == yb).sum()
             mean_loss = float(loss_sum.item()) / n  # .item() syncs, so the timing is honest
             seconds = time.perf_counter() - t0
             check_finite(mean_loss, epoch=epoch)
+            if observer is not None:
+                observer.on_epoch_end(epoch, net)
             history.append(
                 EpochStats(
                     epoch=epoch,

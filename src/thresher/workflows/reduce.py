@@ -1,4 +1,4 @@
-"""LRP-GUS over run directories: ``reduce_run`` and ``evaluate_cutoff`` (CLI and app call these).
+"""The ``reduce`` step (LRP-GUS): ``reduce_run`` and ``evaluate_cutoff`` over a run directory.
 
 Everything goes under ``RUN/reduce/``: ``trace.parquet`` and ``state.json`` (the checkpoint,
 rewritten after each iteration), ``reference.json`` (the full-T model's accuracy on the same
@@ -16,8 +16,8 @@ import numpy as np
 
 from thresher.errors import ConfigError, RunError
 from thresher.explain import LRPSettings
-from thresher.reduce.cutoff import Cutoff, choose_cutoff, parse_rule
-from thresher.reduce.search import (
+from thresher.lrp_gus.cutoff import Cutoff, choose_cutoff, parse_rule
+from thresher.lrp_gus.search import (
     IterationRecord,
     SearchSettings,
     SearchTrace,
@@ -27,10 +27,12 @@ from thresher.reduce.search import (
     run_search,
     subset_positions,
 )
-from thresher.reduce.trace import DirCheckpoint
+from thresher.lrp_gus.trace import DirCheckpoint
 from thresher.store import Run, write_ids
 
 AREA = "reduce"
+
+
 EvalOn = Literal["validation", "test"]
 
 
@@ -136,7 +138,7 @@ class ReduceResult:
 def search_pool(run: Run, settings: ReduceSettings) -> tuple[Any, Any, np.ndarray]:
     """``(T, evaluation split, positions of T in the run's training split)``."""
     from thresher.data.subset import stratified_split
-    from thresher.runs import run_dataset
+    from thresher.workflows.run import run_dataset
 
     train = run_dataset(run, "train")
     labels = train.require_labels("the search")
@@ -167,8 +169,8 @@ def reduce_run(
     ``resume`` continues a stored search (same settings; a larger ``iterations`` extends a
     finished one); ``restart`` discards it. ``scorer`` replaces the real one (tests).
     """
-    from thresher.reduce.scorer import TrainScorer
-    from thresher.runs import run_recipe
+    from thresher.lrp_gus.scorer import TrainScorer
+    from thresher.workflows.run import run_recipe
 
     start = time.perf_counter()
     directory = run.file(AREA)
@@ -291,7 +293,7 @@ def load_reduction(run: Run) -> dict[str, Any]:
 
 def load_trace(run: Run) -> SearchTrace:
     """The stored trace of a run's reduction, finished or not (for figures and reports)."""
-    from thresher.reduce.trace import STATE, TRACE, read_trace
+    from thresher.lrp_gus.trace import STATE, TRACE, read_trace
 
     directory = run.file(AREA)
     if not (directory / STATE).is_file():
@@ -299,7 +301,7 @@ def load_trace(run: Run) -> SearchTrace:
     stored = run.read_json(f"{AREA}/{STATE}")
     settings = _stored_settings(run)
     records = read_trace(directory / TRACE)[: int(stored["state"]["next_iteration"])]
-    sizes = run.manifest["steps"].get(AREA, {}).get("class_sizes")
+    sizes = run.step(AREA).get("class_sizes")
     if not sizes:
         t_pool, _, _ = search_pool(run, settings)
         sizes = t_pool.class_counts().tolist()
@@ -366,26 +368,43 @@ def evaluate_cutoff(
     precision: str | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    rule: str | None = None,
 ) -> CutoffEvaluation:
     """Tables 4/5: retrain ``seeds`` models on T (the whole training split), T_c (the stored
     cutoff subset) and T_c(bal) (a seeded random balanced subset of T_c's size drawn from the
     search's T); test each on the test split. Stored under ``RUN/evaluate/reduce-*.json``.
     ``engine="ray"`` trains the seeds as parallel Ray tasks; ``precision`` overrides the run
-    recipe's."""
-    from thresher.runs import evaluate_run, run_dataset
+    recipe's. ``rule`` (``"drop"`` or ``"knee"``) evaluates that cutoff of the stored trace
+    instead of the chosen one (same T models, which are cached per seed)."""
+    from thresher.workflows.evaluate import evaluate_run
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if rule not in (None, "drop", "knee"):
+        raise ConfigError(f"the cutoff rule must be 'drop' or 'knee', got {rule!r}")
 
     stored = load_reduction(run)
-    ids = np.asarray(stored["ids"], dtype=str)
-    train = run_dataset(run, "train")
     pool_settings = _stored_settings(run)
     t_pool, _, _ = search_pool(run, pool_settings)
     pool_labels = t_pool.require_labels("evaluation")
+    chosen_family = str(stored["rule"]).partition(":")[0]
+    if rule is None or rule == chosen_family:
+        ids = np.asarray(stored["ids"], dtype=str)
+        cutoff_rule, suffix = str(stored["rule"]), ""
+    else:
+        other = stored["cutoffs"][rule]
+        orders = class_orders(pool_labels, t_pool.num_classes, seed=pool_settings.search.seed)
+        positions = subset_positions(
+            pool_labels,
+            np.asarray(other["counts"]),
+            settings=pool_settings.search,
+            iteration=int(other["iteration"]),
+            orders=orders,
+        )
+        ids = t_pool.ids[positions]
+        cutoff_rule, suffix = str(other["rule"]), f"-{rule}"
     bal = balanced_positions(pool_labels, len(ids), seed=balanced_seed)
     bal_ids = t_pool.ids[bal]
-    del train
     common: dict[str, Any] = {
         "seeds": seeds,
         "epochs": epochs,
@@ -394,16 +413,17 @@ def evaluate_cutoff(
         "engine": engine,
         "ray_address": ray_address,
     }
+    # the small subsets first: their table is the paper's question; T (large) resumes per seed
+    cut = evaluate_run(run, subset_ids=ids, name=f"reduce-Tc{suffix}", **common)
+    balanced = evaluate_run(run, subset_ids=bal_ids, name=f"reduce-Tc{suffix}-bal", **common)
     full = evaluate_run(run, subset_ids=None, name="reduce-T", **common)
-    cut = evaluate_run(run, subset_ids=ids, name="reduce-Tc", **common)
-    balanced = evaluate_run(run, subset_ids=bal_ids, name="reduce-Tc-bal", **common)
-    result = CutoffEvaluation(full=full, cutoff=cut, balanced=balanced, rule=str(stored["rule"]))
-    run.write_json(f"{AREA}/evaluation.json", result.to_dict())
+    result = CutoffEvaluation(full=full, cutoff=cut, balanced=balanced, rule=cutoff_rule)
+    run.write_json(f"{AREA}/evaluation{suffix}.json", result.to_dict())
     return result
 
 
 def _stored_settings(run: Run) -> ReduceSettings:
-    ctx = run.manifest["steps"].get(AREA, {}).get("context")
+    ctx = run.step(AREA).get("context")
     stored = run.read_json(f"{AREA}/state.json")
     s = dict(stored["settings"])
     s["p0"] = s["p0"] if isinstance(s["p0"], int) else tuple(s["p0"])

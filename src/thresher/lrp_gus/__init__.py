@@ -1,7 +1,7 @@
 """LRP-GUS: the relevance-guided class-proportion search (seed 000), its cutoff and tables."""
 
-from thresher.reduce.cutoff import Cutoff, choose_cutoff, knee_iteration, parse_rule
-from thresher.reduce.search import (
+from thresher.lrp_gus.cutoff import Cutoff, choose_cutoff, knee_iteration, parse_rule
+from thresher.lrp_gus.search import (
     CHOICES,
     IterationRecord,
     Score,
@@ -14,7 +14,7 @@ from thresher.reduce.search import (
     propose,
     run_search,
 )
-from thresher.reduce.trace import DirCheckpoint
+from thresher.lrp_gus.trace import DirCheckpoint
 
 __all__ = [
     "CHOICES",

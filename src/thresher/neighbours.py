@@ -1,5 +1,8 @@
-"""Nearest neighbours with faiss: exact (flat) search for small sets, an inverted-file index
-(IVF-Flat, k-means on a seeded sample, deterministic) for large ones.
+"""Nearest neighbours for every package (filter, diagnose, the app): one faiss index class.
+
+Exact (flat) search for small sets, an inverted-file index (IVF-Flat, k-means on a seeded
+sample, deterministic) for large ones; :func:`nearest_neighbours` is the k-NN graph the
+diagnostics share, :func:`nearest_to` one item's neighbours (the app's panel).
 
 Measured on the 2-core development machine (shared, 64-d clustered data): a flat k-NN pass
 over 50k points takes ~17 s and one over 200k ~7 min, so flat search stops at 20k. IVF with
@@ -19,7 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from thresher.errors import ConfigError
 from thresher.progress import track
+from thresher.validation import check_embeddings, check_k
 
 Metric = Literal["l2", "cosine"]
 
@@ -48,6 +53,7 @@ class NeighbourIndex:
     exact : flat (exact) search; ``None`` = exact up to :data:`EXACT_MAX_ITEMS` items.
     seed : seed of the IVF k-means training sample.
     nprobe : IVF cells visited per approximate query (default 8).
+    exact_max : ``exact=None`` searches exactly up to this many items.
     """
 
     def __init__(
@@ -58,15 +64,17 @@ class NeighbourIndex:
         exact: bool | None = None,
         seed: int = 0,
         nprobe: int | None = None,
+        exact_max: int = EXACT_MAX_ITEMS,
     ) -> None:
         import faiss
 
         self.x = np.ascontiguousarray(x, dtype=np.float32)
         self.metric = metric
         n, d = self.x.shape
-        self.exact = n <= EXACT_MAX_ITEMS if exact is None else bool(exact)
+        self.exact = n <= exact_max if exact is None else bool(exact)
         self.nlist = 0
         self._radius: np.ndarray | None = None
+        self._exact_index: Any = None
         if self.exact:
             self.index: Any = faiss.IndexFlatL2(d)  # or IndexIVFFlat below
         else:
@@ -78,7 +86,7 @@ class NeighbourIndex:
             rng = np.random.default_rng(seed)
             n_train = min(n, 40 * self.nlist)
             ivf.train(self.x[np.sort(rng.choice(n, size=n_train, replace=False))])
-            ivf.nprobe = int(nprobe or 8)
+            ivf.nprobe = int(min(nprobe or 8, self.nlist))
             self.nprobe = ivf.nprobe
             self.index = ivf
         self.index.add(self.x)
@@ -98,10 +106,13 @@ class NeighbourIndex:
     def knn(self, k: int, *, desc: str = "neighbours") -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest other points of every point.
 
+        An item is excluded by index, so exact duplicates of it still count; rows for which
+        the probed IVF cells held too few items are searched exactly.
+
         Returns
         -------
-        distances : ``(N, k)`` float32, ascending per row (``inf`` where none was found).
-        indices : ``(N, k)`` int64 (``-1`` where an approximate index found fewer).
+        distances : ``(N, k)`` float32, ascending per row.
+        indices : ``(N, k)`` int64.
         """
         n = len(self)
         dist = np.empty((n, k), dtype=np.float32)
@@ -110,6 +121,9 @@ class NeighbourIndex:
         for s in track(starts, total=len(starts), desc=desc):
             e = min(s + _BLOCK, n)
             sq, nb = self.index.search(self.x[s:e], k + 1)
+            short = (nb < 0).any(axis=1)
+            if short.any():  # IVF's probed cells held fewer than k + 1 items: search exactly
+                sq[short], nb[short] = self._flat().search(self.x[s:e][short], k + 1)
             # The point itself is usually first, but exact duplicates may come before it:
             # move "self" to the end (stable) and drop the last column.
             is_self = nb == np.arange(s, e)[:, None]
@@ -120,6 +134,15 @@ class NeighbourIndex:
             idx[s:e] = nb
         dist[idx < 0] = np.inf
         return dist, idx
+
+    def _flat(self) -> Any:
+        """An exact index over the same rows (built on first use)."""
+        import faiss
+
+        if self._exact_index is None:
+            self._exact_index = faiss.IndexFlatL2(self.x.shape[1])
+            self._exact_index.add(self.x)
+        return self._exact_index
 
     def within(
         self,
@@ -189,3 +212,89 @@ class NeighbourIndex:
             )
         finally:
             self.index.nprobe = self.nprobe
+
+
+#: :func:`nearest_neighbours` searches exactly up to this many items, with IVF above: the
+#: diagnostics' graph is built once per run and reused by every analysis, so exactness is
+#: kept ten times further than in the filter's repeated searches (benchmarks/README.md)
+GRAPH_EXACT_MAX = 200_000
+Method = Literal["auto", "exact", "ivf"]
+
+
+def nearest_neighbours(
+    values: np.ndarray,
+    *,
+    k: int = 5,
+    method: Method = "auto",
+    nprobe: int = 32,
+    threads: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """The ``k`` nearest other items of every item (squared L2): the shared k-NN graph.
+
+    Parameters
+    ----------
+    values : ``(N, D)`` embeddings.
+    k : neighbours per item, the item itself excluded (by index: its exact duplicates count).
+    method : "exact" (flat search), "ivf" (approximate, for millions of items) or "auto"
+        (exact up to :data:`GRAPH_EXACT_MAX` items).
+    nprobe : IVF cells searched per query.
+    threads : OpenMP threads for faiss (``None``: faiss's default).
+    seed : the IVF k-means seed and training sample.
+
+    Returns
+    -------
+    ``(N, k)`` int64 row indices, nearest first.
+    """
+    import faiss
+
+    k = check_k(k)
+    x = check_embeddings(values)
+    n = x.shape[0]
+    if n < k + 1:
+        raise ConfigError(f"{n} items cannot have {k} neighbours each; lower k below {n}")
+    if method not in ("auto", "exact", "ivf"):
+        raise ConfigError(f"unknown neighbour method {method!r}; use auto, exact or ivf")
+    if threads is not None:
+        faiss.omp_set_num_threads(int(threads))
+    exact = {"exact": True, "ivf": False, "auto": None}[method]
+    index = NeighbourIndex(
+        x, metric="l2", exact=exact, seed=seed, nprobe=nprobe, exact_max=GRAPH_EXACT_MAX
+    )
+    return index.knn(k, desc="k-NN graph")[1]
+
+
+def nearest_to(
+    values: np.ndarray, row: int, k: int, *, metric: Metric = "cosine", norms: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` items nearest to item ``row`` (itself excluded), by an exact scan.
+
+    One query needs no index: a scan of ``(N, D)`` is one matrix-vector product.
+
+    Parameters
+    ----------
+    values : ``(N, D)`` float32.
+    row : the query item.
+    k : neighbours wanted (fewer when there are fewer other items).
+    metric : ``"cosine"`` (similarity, higher = nearer) or ``"l2"`` (negated distance).
+    norms : ``(N,)`` row norms for ``"cosine"`` (computed when not given; cache them).
+
+    Returns
+    -------
+    indices : ``(k,)`` int64, nearest first (ties in index order).
+    scores : ``(k,)`` float64 similarities (cosine) or negated Euclidean distances (l2).
+    """
+    x = np.asarray(values, dtype=np.float32)
+    if metric == "cosine":
+        nrm = np.linalg.norm(x, axis=1) + 1e-12 if norms is None else np.asarray(norms)
+        scores = (x @ x[row]) / (nrm * nrm[row])
+    else:
+        scores = -np.linalg.norm(x - x[row], axis=1)
+    scores = scores.astype(np.float64)
+    scores[row] = -np.inf
+    k = min(k, x.shape[0] - 1)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return top.astype(np.int64), scores[top]

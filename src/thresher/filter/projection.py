@@ -1,4 +1,4 @@
-"""Dimensionality reduction before filtering: PCA (not whitened), UMAP, or none.
+"""Projection before filtering: PCA (not whitened), UMAP, or none (the thesis's N_reduce).
 
 The thesis (section 4.2) sets ``N_dim = min(N_reduce, N_maps, N_features)``: ``N_reduce`` is the
 user's budget, ``N_features`` the length of one feature vector, and ``N_maps`` the *number of
@@ -18,8 +18,8 @@ import numpy as np
 from thresher.errors import ConfigError
 from thresher.registry import Registry
 
-Reducer = Callable[..., np.ndarray]
-REDUCERS: Registry[Reducer] = Registry("reduction", error=ConfigError)
+Projector = Callable[..., np.ndarray]
+PROJECTIONS: Registry[Projector] = Registry("projection", error=ConfigError)
 
 UMAP_NEIGHBOURS = 15
 
@@ -39,7 +39,7 @@ def target_dims(*, n_reduce: int | None, n_maps: int, n_features: int) -> int:
     return dims if n_reduce is None else min(int(n_reduce), dims)
 
 
-def reduce_dims(
+def project(
     x: np.ndarray, *, method: str = "pca", n_dims: int | None = 64, seed: int = 0
 ) -> np.ndarray:
     """Reduce ``(N, D)`` features to ``(N, N_dim)`` with ``N_dim`` from :func:`target_dims`.
@@ -59,7 +59,7 @@ def reduce_dims(
     -------
     ``(N, N_dim)`` float32.
     """
-    reducer = REDUCERS.get(method)
+    reducer = PROJECTIONS.get(method)
     x = np.asarray(x, dtype=np.float32)
     n, d = x.shape
     dims = target_dims(n_reduce=n_dims, n_maps=n, n_features=d)
@@ -68,12 +68,12 @@ def reduce_dims(
     return np.ascontiguousarray(reducer(x, n_dims=dims, seed=seed), dtype=np.float32)
 
 
-@REDUCERS.decorator("none")
+@PROJECTIONS.decorator("none")
 def _none(x: np.ndarray, *, n_dims: int, seed: int) -> np.ndarray:
     return x
 
 
-@REDUCERS.decorator("pca")
+@PROJECTIONS.decorator("pca")
 def _pca(x: np.ndarray, *, n_dims: int, seed: int) -> np.ndarray:
     from sklearn.decomposition import PCA
 
@@ -82,13 +82,13 @@ def _pca(x: np.ndarray, *, n_dims: int, seed: int) -> np.ndarray:
     return PCA(n_components=n_dims, whiten=False, random_state=seed).fit_transform(x)
 
 
-@REDUCERS.decorator("umap")
+@PROJECTIONS.decorator("umap")
 def _umap(x: np.ndarray, *, n_dims: int, seed: int) -> np.ndarray:
     n = x.shape[0]
     if n <= max(UMAP_NEIGHBOURS, n_dims + 1):
         raise ConfigError(
             f"UMAP to {n_dims} dims needs more than {max(UMAP_NEIGHBOURS, n_dims + 1)} items, "
-            f"got {n}; use reduce='pca' for small sets"
+            f"got {n}; use projection='pca' for small sets"
         )
     with warnings.catch_warnings():
         # umap warns at import (no TensorFlow for ParametricUMAP) and when random_state

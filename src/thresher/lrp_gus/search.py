@@ -338,7 +338,7 @@ class SearchTrace:
 
 
 class Checkpoint(Protocol):
-    """Where a search stores its progress (see :class:`thresher.reduce.trace.DirCheckpoint`)."""
+    """Where a search stores its progress (see :class:`thresher.lrp_gus.trace.DirCheckpoint`)."""
 
     def load(self) -> tuple[SearchState, list[IterationRecord]] | None: ...
 

@@ -16,7 +16,7 @@ from thresher.data.types import ImageDataset
 from thresher.device import resolve_device
 from thresher.evaluate import class_metrics
 from thresher.explain import LRPSettings, class_relevance
-from thresher.reduce.search import Score
+from thresher.lrp_gus.search import Score
 from thresher.train import Recipe, fit
 from thresher.train.trainer import ModelLike, Transform, resolve_transform
 

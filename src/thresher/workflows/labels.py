@@ -1,9 +1,4 @@
-"""Label issues over a run: cross-validated probabilities, then confident learning.
-
-``labels_run`` stores ``RUN/labels/result.parquet`` (id, label, is_label_issue, label_score,
-suggested_label), ``RUN/labels/params.json`` and the out-of-sample probabilities
-``RUN/labels/pred_probs.npy`` (reused when the folds, epochs and seed match).
-"""
+"""The ``labels`` step: label issues of a run's training split by confident learning."""
 
 from __future__ import annotations
 
@@ -14,8 +9,9 @@ import numpy as np
 
 from thresher.errors import ConfigError, RunError
 from thresher.filter.labels import LABEL_METHODS, LabelIssues, cross_val_pred_probs, label_issues
-from thresher.runs import embed_run, run_dataset, run_recipe
 from thresher.store import Run
+from thresher.workflows.embed import embed_run
+from thresher.workflows.run import run_dataset, run_recipe
 
 
 def labels_run(
@@ -43,8 +39,7 @@ def labels_run(
         )
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-    if "train" not in run.manifest["steps"]:
-        raise RunError(f"{run.path} has no trained model; run `thresher train` into it first")
+    run.require_step("train", command="thresher train", what="trained model")
     data = run_dataset(run, "train")
     if data.labels is None:
         raise ConfigError(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from thresher.errors import ConfigError, DataError
-from thresher.reduce.search import SearchTrace
+from thresher.lrp_gus.search import SearchTrace
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from thresher.errors import ConfigError
-from thresher.filter import REDUCERS, reduce_dims, target_dims
+from thresher.filter import PROJECTIONS, project, target_dims
 
 
 def _data(n: int = 300, d: int = 20, seed: int = 0) -> np.ndarray:
@@ -27,7 +27,7 @@ def test_pca_keeps_the_variance_of_each_component() -> None:
     from sklearn.decomposition import PCA
 
     x = _data()
-    out = reduce_dims(x, method="pca", n_dims=5, seed=0)
+    out = project(x, method="pca", n_dims=5, seed=0)
     assert out.shape == (300, 5)
     assert out.dtype == np.float32
     ref = PCA(n_components=5).fit(x)
@@ -38,37 +38,37 @@ def test_pca_keeps_the_variance_of_each_component() -> None:
 
 def test_pca_is_deterministic_by_seed() -> None:
     x = _data(n=2000, d=600)  # large enough for the randomised solver
-    a = reduce_dims(x, method="pca", n_dims=8, seed=3)
-    b = reduce_dims(x, method="pca", n_dims=8, seed=3)
+    a = project(x, method="pca", n_dims=8, seed=3)
+    b = project(x, method="pca", n_dims=8, seed=3)
     np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("method", ["pca", "none"])
 def test_nothing_to_reduce_returns_the_features_unchanged(method: str) -> None:
     x = _data(d=8)
-    np.testing.assert_array_equal(reduce_dims(x, method=method, n_dims=64, seed=0), x)
+    np.testing.assert_array_equal(project(x, method=method, n_dims=64, seed=0), x)
 
 
 def test_none_ignores_dims() -> None:
     x = _data()
-    np.testing.assert_array_equal(reduce_dims(x, method="none", n_dims=3, seed=0), x)
+    np.testing.assert_array_equal(project(x, method="none", n_dims=3, seed=0), x)
 
 
 def test_unknown_reduction_lists_the_valid_ones() -> None:
-    assert REDUCERS.names() == ["none", "pca", "umap"]
+    assert PROJECTIONS.names() == ["none", "pca", "umap"]
     with pytest.raises(ConfigError, match="valid: none, pca, umap"):
-        reduce_dims(_data(), method="tsne", n_dims=3, seed=0)
+        project(_data(), method="tsne", n_dims=3, seed=0)
 
 
 def test_umap_refuses_too_few_items() -> None:
-    with pytest.raises(ConfigError, match="use reduce='pca'"):
-        reduce_dims(_data(n=12), method="umap", n_dims=3, seed=0)
+    with pytest.raises(ConfigError, match="use projection='pca'"):
+        project(_data(n=12), method="umap", n_dims=3, seed=0)
 
 
 @pytest.mark.slow
 def test_umap_reduces_deterministically() -> None:
     x = _data(n=400)
-    a = reduce_dims(x, method="umap", n_dims=3, seed=1)
-    b = reduce_dims(x, method="umap", n_dims=3, seed=1)
+    a = project(x, method="umap", n_dims=3, seed=1)
+    b = project(x, method="umap", n_dims=3, seed=1)
     assert a.shape == (400, 3)
     np.testing.assert_array_equal(a, b)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from thresher.errors import RunError
-from thresher.reduce.search import IterationRecord, SearchSettings, SearchState
+from thresher.lrp_gus.search import IterationRecord, SearchSettings, SearchState
 from thresher.store import atomic_path, atomic_write_text, dumps
 
 TRACE = "trace.parquet"

@@ -1,4 +1,5 @@
-"""Which layers a model has, what they output, and which one is the penultimate."""
+"""Which layers a model has, what they output, and which one is the penultimate (the one
+layer finder: :func:`default_layer`)."""
 
 from __future__ import annotations
 
@@ -108,30 +109,39 @@ def default_layer(
     feature_layer: str = "",
     *,
     input_shape: Sequence[int] | None = None,
+    example: torch.Tensor | None = None,
+    classifier: nn.Module | None = None,
 ) -> str:
-    """The penultimate layer: after pooling, before the classifier.
+    """The penultimate layer: the module whose output the classifier reads (after pooling).
 
+    The one layer finder of Thresher (embedding, model loading, the CLI and the app use it).
     ``feature_layer`` (a registered architecture's ``ModelSpec.feature_layer``) wins when given.
-    Otherwise a dry forward on ``input_shape`` finds the last ``nn.Linear`` to run and returns
-    the module whose output is that layer's input (matched by storage, so a functional
-    ``torch.flatten`` between ``avgpool`` and ``fc`` still finds ``avgpool``).
+    Otherwise one forward pass on ``example`` (or zeros of ``input_shape``) finds the classifier
+    (``classifier``, else a timm model's ``get_classifier()``, else the last ``nn.Linear`` to
+    run) and returns the last module before it whose output *is* the classifier's input or a
+    view of it (matched by storage, so a functional ``torch.flatten`` between ``avgpool`` and
+    ``fc`` still finds ``avgpool``); Dropout and Identity, which hand their input on in eval
+    mode, give way to the real layer.
 
     Raises
     ------
     LayerError
-        unknown ``feature_layer``, no ``nn.Linear`` in the forward, or its input made by no module.
+        unknown ``feature_layer``, no input shape, a failed forward pass, no classifier in the
+        forward, or its input made by no module.
     """
     if feature_layer:
         resolve_layer(model, feature_layer)
         return feature_layer
-    if input_shape is None:
+    if example is None and input_shape is None:
         raise LayerError(
             "finding the penultimate layer needs the input shape; pass input_shape=(C, H, W) "
             "or name the layer explicitly"
         )
+    if classifier is None:
+        classifier = _timm_classifier(model)
     modules = _named_submodules(model)
     fired: list[tuple[str, torch.Tensor]] = []  # (name, output) in completion order
-    linear_input: list[tuple[int, torch.Tensor]] = []  # (len(fired) at call, input)
+    head_input: list[tuple[int, torch.Tensor]] = []  # (len(fired) at call, input)
 
     def make_out_hook(name: str) -> _OutputHook:
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
@@ -140,36 +150,47 @@ def default_layer(
 
         return hook
 
-    def linear_pre_hook(_module: nn.Module, inputs: tuple[object, ...]) -> None:
+    def head_pre_hook(_module: nn.Module, inputs: tuple[object, ...]) -> None:
         if inputs and isinstance(inputs[0], torch.Tensor):
-            linear_input.append((len(fired), inputs[0]))
+            head_input.append((len(fired), inputs[0]))
 
+    heads = [classifier] if classifier is not None else [
+        m for m in modules.values() if isinstance(m, nn.Linear)
+    ]  # fmt: skip
     handles = [m.register_forward_hook(make_out_hook(n)) for n, m in modules.items()]
-    handles += [
-        m.register_forward_pre_hook(linear_pre_hook)
-        for m in modules.values()
-        if isinstance(m, nn.Linear)
-    ]
+    handles += [m.register_forward_pre_hook(head_pre_hook) for m in heads]
     try:
-        _dry_forward(model, input_shape)
+        _dry_forward(model, input_shape, example=example)
     finally:
         for h in handles:
             h.remove()
-    if not linear_input:
+    if not head_input:
         raise LayerError(
-            f"model runs no nn.Linear, so it has no obvious penultimate layer; name one "
-            f"(valid: {_listing(list(modules))})"
+            f"{type(model).__name__} runs no classifier layer (nn.Linear), so it has no obvious "
+            f"penultimate layer; name one (valid: {_listing(list(modules))})"
         )
-    before, x = linear_input[-1]
+    before, x = head_input[-1]
     matches = [name for name, output in reversed(fired[:before]) if _same_values(output, x)]
     # In eval mode Dropout and Identity hand their input on unchanged: name the real layer.
     real = [n for n in matches if not isinstance(modules[n], _PASS_THROUGH)]
     if real or matches:
         return (real or matches)[0]
     raise LayerError(
-        "the input of the model's last nn.Linear is computed outside any module, so no layer "
-        f"holds it; name the layer explicitly (valid: {_listing(list(modules))})"
+        f"the classifier's input in {type(model).__name__} is computed outside any module, so "
+        f"no layer holds it; name the layer explicitly (valid: {_listing(list(modules))})"
     )
+
+
+def _timm_classifier(model: nn.Module) -> nn.Module | None:
+    # timm models name their head: its input is the pre-logits feature vector.
+    get_classifier = getattr(model, "get_classifier", None)
+    if not callable(get_classifier):
+        return None
+    try:
+        head = get_classifier()
+    except Exception:  # not timm's method after all
+        return None
+    return head if isinstance(head, nn.Module) and not isinstance(head, nn.Identity) else None
 
 
 def model_input_device(model: nn.Module) -> torch.device:
@@ -200,16 +221,24 @@ def _listing(names: list[str]) -> str:
     return ", ".join(names[:_MAX_LISTED]) + f", ... ({len(names)} in all)"
 
 
-def _dry_forward(model: nn.Module, input_shape: Sequence[int]) -> None:
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) == 3:
-        shape = (1, *shape)
-    if len(shape) != 4 or min(shape) < 1:
-        raise LayerError(
-            f"input_shape must be (C, H, W) or (B, C, H, W) with positive sizes, got {shape}"
-        )
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    x = torch.zeros(shape, dtype=dtype, device=model_input_device(model))
+def _dry_forward(
+    model: nn.Module, input_shape: Sequence[int] | None, *, example: torch.Tensor | None = None
+) -> None:
+    """One forward pass in eval mode on ``example`` or on zeros of ``input_shape``."""
+    if example is None:
+        assert input_shape is not None
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) == 3:
+            shape = (1, *shape)
+        if len(shape) != 4 or min(shape) < 1:
+            raise LayerError(
+                f"input_shape must be (C, H, W) or (B, C, H, W) with positive sizes, got {shape}"
+            )
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        x = torch.zeros(shape, dtype=dtype, device=model_input_device(model))
+    else:
+        x = example.to(model_input_device(model))
+        shape = tuple(x.shape)
     with eval_mode(model), torch.inference_mode():
         try:
             model(x)
@@ -217,8 +246,9 @@ def _dry_forward(model: nn.Module, input_shape: Sequence[int]) -> None:
             raise
         except (RuntimeError, ValueError, TypeError) as err:
             raise LayerError(
-                f"a forward pass on an input of shape {shape} failed ({err}); "
-                "pass the input shape the model expects (channels, height, width)"
+                f"a trial forward pass on an input of shape {shape} failed ({err}); "
+                "pass the input shape the model expects (channels, height, width) or name the "
+                "feature layer"
             ) from err
 
 

@@ -1,11 +1,7 @@
-"""Engine-aware workflows over run directories (what ``--engine`` in the CLI calls).
+"""The ``embed`` step: a layer's embeddings of a run's split, cached in the run.
 
-* :func:`embed_run_on` writes the Ray engine's embeddings into the run's embedding cache in
-  the layout of :mod:`thresher.embed.cache` (same key, same files), so a later local
-  ``embed_run`` reuses them and vice versa; with the local engine it is ``embed_run`` itself.
-* :func:`evaluate_subsets_run` evaluates many named subsets of a run's training split as one
-  sweep, stored like ``evaluate_run`` (``RUN/evaluate/<name>.parquet|json``), with the Ray
-  engine's per-(subset, seed) results under ``RUN/sweep/`` so that an interrupted sweep resumes.
+Both engines write the same cache entry (``RUN/embeddings/<key>/``); the Ray engine streams
+shards into it, so a restarted extraction resumes from the finished shards.
 """
 
 from __future__ import annotations
@@ -19,13 +15,68 @@ import numpy as np
 
 from thresher.distributed.engine import LocalEngine, RayEngine
 from thresher.distributed.replica import ModelSource
-from thresher.distributed.sweep import EvalJob
 from thresher.embed.extract import Embeddings
 from thresher.errors import ConfigError
-from thresher.evaluate.result import EvaluationResult
 from thresher.store import Run, atomic_path
+from thresher.workflows.run import run_dataset, run_input_shape, run_model, run_transform
 
-SWEEP_DIR = "sweep"
+
+# --- embed ------------------------------------------------------------------------------------
+def embed_run(
+    run: Run,
+    *,
+    layer: str | None = None,
+    split: str = "train",
+    pooling: Literal["flatten", "avgpool"] = "flatten",
+    device: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    precision: str = "fp32",
+) -> Any:
+    """Extract (or reuse) embeddings of ``layer`` (penultimate by default) for ``split``.
+
+    ``engine="ray"`` runs the extraction on a Ray cluster (``ray_address``, or a local one); both
+    engines write and reuse the same cache, so the result is the same either way.
+    ``precision`` other than fp32 is a separate cache entry (local engine only).
+    """
+    from thresher.embed import cached_extract, default_layer
+    from thresher.models import model_spec
+
+    if engine != "local":
+        if precision != "fp32":
+            raise ConfigError(
+                f"--precision {precision} embeds on the local engine only; drop --engine ray "
+                "or embed in fp32"
+            )
+        from thresher.distributed import get_engine
+
+        with get_engine(engine, address=ray_address) as eng:
+            emb = embed_run_on(eng, run, layer=layer, split=split, pooling=pooling, device=device)
+    else:
+        net = run_model(run)
+        ds = run_dataset(run, split)
+        spec = model_spec(run.config["model"]["name"])
+        shape = run_input_shape(run, ds)
+        name = layer or default_layer(net, spec.feature_layer, input_shape=shape)
+        emb = cached_extract(
+            run,
+            net,
+            ds,
+            layer=name,
+            transform=run_transform(run),
+            pooling=pooling,
+            device=device,
+            precision=precision,
+        )
+    name = emb.layer
+    step = {"layer": name, "split": split, "pooling": pooling, "shape": list(emb.values.shape)}
+    if precision != "fp32":
+        step["precision"] = precision
+    key = f"{split}:{name}:{pooling}" + ("" if precision == "fp32" else f":{precision}")
+    run.record_entries("embed", {key: step})
+    return emb
+
+
 _CACHE_META_VERSION = 1  # thresher.embed.cache's entry format, written identically here
 
 
@@ -35,28 +86,28 @@ def embed_run_on(
     *,
     layer: str | None = None,
     split: str = "train",
-    reduce: Literal["flatten", "avgpool"] = "flatten",
+    pooling: Literal["flatten", "avgpool"] = "flatten",
     device: str | None = None,
     batch_size: int = 256,
 ) -> Embeddings:
-    """:func:`thresher.runs.embed_run` on ``engine``; the entry lands in the run's cache.
+    """:func:`embed_run` on ``engine``; the entry lands in the run's cache.
 
     Returns
     -------
     Embeddings
         ``values`` memory-mapped from ``RUN/embeddings/<key>/values.npy``, ``cache_key`` set.
     """
-    from thresher.runs import embed_run
+    from thresher.workflows.embed import embed_run
 
     if isinstance(engine, LocalEngine):
-        return embed_run(run, layer=layer, split=split, reduce=reduce, device=device)
+        return embed_run(run, layer=layer, split=split, pooling=pooling, device=device)
 
     from thresher.embed import default_layer
     from thresher.embed.cache import cache_key, entry_dir, load_embeddings, transform_token
     from thresher.embed.extract import dataset_fingerprint_of
     from thresher.models import model_spec
     from thresher.models.fingerprint import model_fingerprint
-    from thresher.runs import run_dataset, run_input_shape, run_model, run_transform
+    from thresher.workflows.run import run_dataset, run_input_shape, run_model, run_transform
 
     net = run_model(run)
     ds = run_dataset(run, split)
@@ -67,7 +118,7 @@ def embed_run_on(
     transform = run_transform(run)
     expected = {
         "layer": name,
-        "reduce": reduce,
+        "pooling": pooling,
         "model_fingerprint": model_fingerprint(net),
         "dataset_fingerprint": dataset_fingerprint_of(ds, limit=None) or "",
         "transform": transform_token(transform),
@@ -75,7 +126,7 @@ def embed_run_on(
     key = cache_key(
         model_fingerprint=expected["model_fingerprint"],
         layer=name,
-        reduce=reduce,
+        pooling=pooling,
         dataset_fingerprint=expected["dataset_fingerprint"],
         transform=expected["transform"],
     )
@@ -86,18 +137,12 @@ def embed_run_on(
             net, name=cfg["name"], num_classes=cfg["num_classes"], in_channels=cfg["in_channels"]
         )
         emb = _extract_into(
-            run, rel, engine, source, ds, name, transform, batch_size, device, reduce
+            run, rel, engine, source, ds, name, transform, batch_size, device, pooling
         )
         _write_entry(run, rel, key, expected, emb)
     emb = load_embeddings(run, key)
-    steps = run.manifest["steps"].get("embed", {})
-    steps[f"{split}:{name}:{reduce}"] = {
-        "layer": name,
-        "split": split,
-        "reduce": reduce,
-        "shape": list(emb.values.shape),
-    }
-    run.record_step("embed", steps)
+    step = {"layer": name, "split": split, "pooling": pooling, "shape": list(emb.values.shape)}
+    run.record_entries("embed", {f"{split}:{name}:{pooling}": step})
     return emb
 
 
@@ -126,7 +171,7 @@ def _extract_into(
     transform: Any,
     batch_size: int,
     device: str | None,
-    reduce: Literal["flatten", "avgpool"],
+    pooling: Literal["flatten", "avgpool"],
 ) -> Embeddings:
     """Rows go straight into a memory-mapped ``.npy`` renamed into place when complete."""
     with contextlib.ExitStack() as stack:
@@ -145,7 +190,7 @@ def _extract_into(
             transform=transform,
             batch_size=batch_size,
             device=device,
-            reduce=reduce,
+            pooling=pooling,
             values_out=values_out,
         )
         for out in mapped:
@@ -177,61 +222,3 @@ def _write_entry(
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         },
     )
-
-
-def evaluate_subsets_run(
-    engine: LocalEngine | RayEngine,
-    run: Run,
-    subsets: Mapping[str, np.ndarray | None],
-    *,
-    seeds: int = 5,
-    epochs: int | None = None,
-    device: str | None = None,
-    precision: str | None = None,
-) -> dict[str, EvaluationResult]:
-    """Evaluate every named subset of the run's training split (``None`` = all of it).
-
-    Each result is stored as ``evaluate_run`` stores one (``RUN/evaluate/<name>.parquet`` and
-    ``.json``). With the Ray engine all (subset, seed) pairs run as parallel tasks and each is
-    kept under ``RUN/sweep/`` as it finishes.
-
-    Returns
-    -------
-    dict
-        name -> :class:`~thresher.evaluate.EvaluationResult`, in the order of ``subsets``.
-    """
-    from thresher.runs import run_dataset, run_recipe
-
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    rec = run_recipe(run, epochs=epochs, precision=precision)
-    model = run.config["model"]["name"]
-    jobs = [
-        EvalJob(
-            name=safe_name(name),
-            model=model,
-            recipe=rec,
-            seeds=tuple(range(seeds)),
-            subset_ids=None if ids is None else np.asarray(ids).astype(str),
-        )
-        for name, ids in subsets.items()
-    ]
-    results = engine.sweep(
-        jobs,
-        train=run_dataset(run, "train"),
-        test=run_dataset(run, "test"),
-        device=device,
-        store=run.file(SWEEP_DIR),
-    )
-    out: dict[str, EvaluationResult] = {}
-    for name, job, result in zip(subsets, jobs, results, strict=True):
-        run.write_table(f"evaluate/{job.name}.parquet", result.to_table())
-        run.write_json(f"evaluate/{job.name}.json", result.to_dict())
-        out[name] = result
-    return out
-
-
-def safe_name(name: str) -> str:
-    """``name`` with everything but letters, digits, ``-`` and ``_`` replaced (as
-    ``evaluate_run`` names its files)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

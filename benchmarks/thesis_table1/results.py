@@ -1,0 +1,70 @@
+"""Collect the Table 1 run into benchmarks/results/thesis_table1_cifar10.json (issue 16).
+
+Reads only what ``run.sh`` stored (the compare table and the run's manifest); nothing is typed
+by hand except the thesis's own row, for the side-by-side. Safe to run again.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE.parent / "results"
+# The thesis's Table 1 (CIFAR-10, ResNet, 3 seeds): full set, and at 90% kept.
+THESIS = {"full": 93.12, "90": {"random": 92.76, "similar": 93.20}}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    table = json.loads((OUT / "thesis_table1" / "compare.json").read_text())
+    manifest = json.loads((OUT / "thesis_table1" / "run" / "manifest.json").read_text())
+    cells = []
+    for i, keep in enumerate(table["keeps"]):
+        for j, method in enumerate(table["methods"]):
+            name = table["names"][i][j]
+            cell = table["cells"][name]
+            cells.append(
+                {
+                    "method": method,
+                    "kept": keep,
+                    "size": cell["size"],
+                    "seeds": table["seeds"],
+                    "accuracies": cell["accuracy"],
+                    "mean": table["mean"][i][j],
+                    "std": table["std"][i][j],
+                    "versus_random": cell.get("versus_random"),
+                }
+            )
+    out = {
+        "full": table["full"],
+        "cells": cells,
+        "model": manifest["config"]["model"]["name"],
+        "recipe": manifest["config"]["recipe"],
+        "precision": manifest["config"]["recipe"]["precision"],
+        "machine": f"{cpu_name()}, {platform.machine()}",
+        "thesis": THESIS,
+    }
+    path = OUT / "thesis_table1_cifar10.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in out.items() if k != "cells"}, indent=2))
+    for c in cells:
+        vr = c["versus_random"]
+        diff = "" if not vr else f"  {100 * vr['mean']:+.2f} (p={vr['p_value']:.2g})"
+        print(
+            f"{c['kept']:.2f} {c['method']:<11} {100 * c['mean']:.2f} ± {100 * c['std']:.2f}{diff}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The thesis's Table 1 on the full CIFAR-10 (the shared JPEG copy) with the fast CIFAR net,
+# every filter and the pruning baselines at 90% and 50% kept, 3 seeds (issue 16). Resumable:
+#
+#   bash benchmarks/thesis_table1/run.sh        # start, or continue where it stopped
+#
+# Every (method, kept share, seed) model is stored in the run as soon as it is trained
+# (RUN/sweep/<cell>/seed-<s>.json) and every finished cell under RUN/compare/, so a session
+# that must stop kills the job and commits benchmarks/results/thesis_table1/ (the run's
+# model, its training dynamics and those files; the embedding cache is rebuilt from the
+# weights). Precision: fp32 by default so that any session's CPU computes the same cells
+# (PRECISION=bf16 is ~3x faster on a CPU with AVX512-BF16/AMX; a GPU is faster still).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export THRESHER_DATA=${THRESHER_DATA:-../shared/data} THRESHER_PROGRESS=${THRESHER_PROGRESS:-0}
+T=${THRESHER:-.venv/bin/thresher}
+OUT=benchmarks/results/thesis_table1
+RUN=$OUT/run
+PRECISION=${PRECISION:-fp32}
+SEEDS=${SEEDS:-3}
+KEEP=${KEEP:-90,50}
+MODEL=${MODEL:-cifar_fast}
+METHODS=${METHODS:-random,uniqueness,similar,outliers,half,kcenter,herding,ssp,el2n,grand,forgetting}
+mkdir -p "$OUT"
+if [ ! -f "$RUN/manifest.json" ] || ! grep -q '"train"' "$RUN/manifest.json"; then
+  echo "== [1/3] the run's model on the full CIFAR-10 ($MODEL, $PRECISION)"
+  "$T" train cifar10 --model "$MODEL" --precision "$PRECISION" --out "$RUN" --overwrite --json \
+    > "$OUT/train.json"
+fi
+echo "== [2/3] every method at $KEEP% kept, $SEEDS seeds (cached cells are reused)"
+"$T" compare "$RUN" --methods "$METHODS" --keep "$KEEP" --seeds "$SEEDS" \
+  --precision "$PRECISION" --json > "$OUT/compare.json"
+echo "== [3/3] the table"
+.venv/bin/python benchmarks/thesis_table1/results.py

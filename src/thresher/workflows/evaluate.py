@@ -1,0 +1,138 @@
+"""The ``evaluate`` step: retrain the run's architecture on a subset with several seeds.
+
+Every finished (subset, seed) is stored at once under ``RUN/sweep/<name>/`` by the engine's
+sweep (the same store for the local and the Ray engine), so a stopped evaluation resumes at
+the first missing seed; the merged result goes to ``RUN/evaluate/<name>.json``/``.parquet``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from thresher.distributed.engine import LocalEngine, RayEngine
+from thresher.distributed.sweep import EvalJob
+from thresher.errors import ConfigError
+from thresher.evaluate.result import EvaluationResult
+from thresher.store import Run
+from thresher.workflows.run import run_dataset, run_recipe
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+def evaluate_run(
+    run: Run,
+    *,
+    subset_ids: np.ndarray | None,
+    seeds: int = 5,
+    epochs: int | None = None,
+    device: str | None = None,
+    name: str = "subset",
+    engine: str = "local",
+    ray_address: str | None = None,
+    precision: str | None = None,
+) -> Any:
+    """Retrain the run's architecture on a subset of its training split with ``seeds`` seeds.
+
+    ``engine="ray"`` trains the seeds as parallel Ray tasks; the tables are the same.
+    ``precision`` overrides the run recipe's (auto, fp32, bf16, fp16). Each finished seed is
+    kept under ``RUN/sweep/<name>/``, so a stopped evaluation resumes at the first missing
+    seed and a larger ``seeds`` trains only the new ones.
+    """
+    from thresher.distributed import get_engine
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    run_recipe(run, epochs=epochs, precision=precision)  # refuse bad overrides first
+    with get_engine(engine, address=ray_address) as eng:
+        done = evaluate_subsets_run(
+            eng, run, {name: subset_ids}, seeds=seeds, epochs=epochs, device=device,
+            precision=precision,
+        )  # fmt: skip
+    return done[name]
+
+
+def random_like(run: Run, ids: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """A seeded random subset of the run's training split with the same number of images of
+    each class as ``ids``: the matched baseline a subset must beat."""
+    from thresher.errors import DataError
+
+    train = run_dataset(run, "train")
+    labels = train.require_labels("a class-matched random subset")
+    wanted = np.asarray(ids).astype(str)
+    pos = np.flatnonzero(np.isin(train.ids, wanted))
+    if pos.size != np.unique(wanted).size:
+        raise DataError(
+            f"{np.unique(wanted).size - pos.size} of the subset's ids are not in the run's "
+            "training split; pass ids of this run's training data"
+        )
+    counts = np.bincount(labels[pos], minlength=train.num_classes)
+    rng = np.random.default_rng(seed)
+    picked = [
+        rng.choice(np.flatnonzero(labels == c), size=int(n), replace=False)
+        for c, n in enumerate(counts)
+        if n
+    ]
+    return np.asarray(train.ids[np.sort(np.concatenate(picked))])
+
+
+SWEEP_DIR = "sweep"
+
+
+def evaluate_subsets_run(
+    engine: LocalEngine | RayEngine,
+    run: Run,
+    subsets: Mapping[str, np.ndarray | None],
+    *,
+    seeds: int = 5,
+    epochs: int | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+) -> dict[str, EvaluationResult]:
+    """Evaluate every named subset of the run's training split (``None`` = all of it).
+
+    Each result is stored as ``evaluate_run`` stores one (``RUN/evaluate/<name>.parquet`` and
+    ``.json``). With the Ray engine all (subset, seed) pairs run as parallel tasks and each is
+    kept under ``RUN/sweep/`` as it finishes.
+
+    Returns
+    -------
+    dict
+        name -> :class:`~thresher.evaluate.EvaluationResult`, in the order of ``subsets``.
+    """
+    from thresher.workflows.run import run_dataset, run_recipe
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    rec = run_recipe(run, epochs=epochs, precision=precision)
+    model = run.config["model"]["name"]
+    jobs = [
+        EvalJob(
+            name=safe_name(name),
+            model=model,
+            recipe=rec,
+            seeds=tuple(range(seeds)),
+            subset_ids=None if ids is None else np.asarray(ids).astype(str),
+        )
+        for name, ids in subsets.items()
+    ]
+    results = engine.sweep(
+        jobs,
+        train=run_dataset(run, "train"),
+        test=run_dataset(run, "test"),
+        device=device,
+        store=run.file(SWEEP_DIR),
+    )
+    out: dict[str, EvaluationResult] = {}
+    for name, job, result in zip(subsets, jobs, results, strict=True):
+        run.write_table(f"evaluate/{job.name}.parquet", result.to_table())
+        run.write_json(f"evaluate/{job.name}.json", result.to_dict())
+        out[name] = result
+    return out
+
+
+def safe_name(name: str) -> str:
+    """``name`` with everything but letters, digits, ``-`` and ``_`` replaced (as
+    ``evaluate_run`` names its files)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

@@ -1,0 +1,144 @@
+"""The run directory's own objects: open a run, and rebuild its data, model, transform and recipe.
+
+A training run records *how* to rebuild its data (data set name, root, limit, long-tail
+parameters) and model (registry name, classes, channels, weights), so every later step works
+from the run directory alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from thresher.data import ImageDataset
+from thresher.errors import ConfigError, RunError
+from thresher.store import Run
+
+WEIGHTS = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How to rebuild a run's data: ``load_dataset(name, root=..., split=...)`` plus options.
+
+    ``limit`` and the long-tail options apply to the training split only; the test split is
+    always whole, so accuracies stay comparable.
+    """
+
+    name: str
+    root: str | None = None
+    limit: int | None = None
+    seed: int = 0
+    longtail_ratio: float | None = None
+    longtail_kind: str = "exp"
+
+    def resolved(self) -> DataSpec:
+        """Pin the data root (parameter or THRESHER_DATA) so the run can be reopened anywhere."""
+        root = self.root or os.environ.get("THRESHER_DATA")
+        name = self.name
+        if Path(name).exists():  # a user path: store it absolute
+            name = str(Path(name).resolve())
+        return DataSpec(
+            name=name,
+            root=str(Path(root).resolve()) if root else None,
+            limit=self.limit,
+            seed=self.seed,
+            longtail_ratio=self.longtail_ratio,
+            longtail_kind=self.longtail_kind,
+        )
+
+    def load(self, split: str = "train") -> ImageDataset:
+        from thresher.data import load_dataset, make_long_tailed
+
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
+        is_train = split == "train"
+        ds = load_dataset(
+            self.name,
+            root=self.root,
+            split=split,
+            limit=self.limit if is_train else None,
+            seed=self.seed,
+        )
+        if is_train and self.longtail_ratio is not None:
+            if self.longtail_kind not in ("exp", "step"):
+                raise ConfigError(
+                    f"long-tail kind must be 'exp' or 'step', got {self.longtail_kind!r}"
+                )
+            kind: Literal["exp", "step"] = "exp" if self.longtail_kind == "exp" else "step"
+            ds = make_long_tailed(ds, ratio=self.longtail_ratio, kind=kind, seed=self.seed)
+        return ds
+
+
+# --- reopening a run ------------------------------------------------------------------------
+def open_run(path: str | os.PathLike[str]) -> Run:
+    return Run.open(path)
+
+
+def run_data_spec(run: Run) -> DataSpec:
+    """The run's data spec. A pinned data root that no longer exists (a run moved to another
+    machine, or committed to a repository) falls back to ``THRESHER_DATA``; the recorded
+    fingerprints still have to match, so other data are refused, not used."""
+    spec = DataSpec(**run.config["data"])
+    fallback = os.environ.get("THRESHER_DATA")
+    if spec.root and not Path(spec.root).exists() and fallback and Path(fallback).exists():
+        spec = DataSpec(**{**asdict(spec), "root": str(Path(fallback).resolve())})
+    return spec
+
+
+def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = None) -> Any:
+    """The run's training recipe with a command's ``epochs`` and ``precision`` overrides.
+
+    ``precision`` is resolved for the default device first, so an unsupported one is refused
+    here, before any data are read or results written."""
+    from thresher.train import Recipe
+
+    rec = Recipe.from_dict(run.config["recipe"])
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+        rec = rec.replace(epochs=epochs)
+    if precision is not None:
+        from thresher.device import resolve_device
+        from thresher.precision import resolve_precision
+
+        resolve_precision(precision, resolve_device(None))
+        rec = rec.replace(precision=precision)
+    return rec
+
+
+def run_dataset(run: Run, split: str = "train") -> ImageDataset:
+    """The run's data, rebuilt and checked against the fingerprint recorded at training."""
+    ds = run_data_spec(run).load(split)
+    recorded = run.manifest["inputs"].get(split)
+    if recorded is not None and recorded != ds.fingerprint():
+        raise RunError(
+            f"the {split} data of {run.path} changed since the run was made (fingerprint "
+            "mismatch); restore the original files or train a new run"
+        )
+    return ds
+
+
+def run_model(run: Run) -> nn.Module:
+    """The run's trained model (eval mode, CPU)."""
+    from thresher.train import load_checkpoint
+
+    run.require_step("train", command="thresher train", what="trained model")
+    return load_checkpoint(run.file(WEIGHTS))
+
+
+def run_transform(run: Run) -> Any:
+    from thresher.models import transform_for
+
+    return transform_for(run.config["model"]["name"])
+
+
+def run_input_shape(run: Run, ds: ImageDataset | None = None) -> tuple[int, ...]:
+    """``(1, C, H, W)`` of what the run's model sees (after its input transform)."""
+    ds = ds if ds is not None else run_dataset(run, "test")
+    return tuple(run_transform(run)(torch.from_numpy(ds.images[:1])).shape)
