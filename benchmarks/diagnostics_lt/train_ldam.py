@@ -4,8 +4,11 @@ deferred re-weighting over the last ~20% of the epochs.
     python benchmarks/diagnostics_lt/train_ldam.py DATASET MODEL RECIPE OUT EPOCHS
     e.g. fashion-mnist fmnist_cnn paper-fmnist runs/diag/fmnist_ldam 12
          cifar10 cifar_small cifar-small runs/diag/cifar_lt_ldam 15
+
+``PRECISION`` in the environment overrides the recipe's (as ``thresher train --precision``).
 """
 
+import os
 import sys
 
 from thresher.train import get_recipe
@@ -29,5 +32,6 @@ res = train_run(
     seed=0,
     device="cpu",
     overwrite=True,
+    precision=os.environ.get("PRECISION") or None,
 )
 print(res.to_dict())

@@ -1,4 +1,5 @@
-"""Progress bars for long work, silent when not on a terminal or when THRESHER_PROGRESS=0."""
+"""Progress bars for long work: on a terminal by default, never with THRESHER_PROGRESS=0, and
+always (also into a log file) with THRESHER_PROGRESS=1."""
 
 from __future__ import annotations
 
@@ -17,5 +18,7 @@ def track(iterable: Iterable[T], *, total: int | None = None, desc: str = "") ->
     """Iterate with a tqdm bar (auto-disabled off a TTY); the core's only progress dependency."""
     from tqdm.auto import tqdm
 
-    disable = None if enabled() else True  # None = tqdm decides (off when not a TTY)
+    forced = os.environ.get("THRESHER_PROGRESS", "auto") in {"1", "true", "on"}
+    # None = tqdm decides (off when not a TTY); False = on even into a log file
+    disable = False if forced else (None if enabled() else True)
     yield from tqdm(iterable, total=total, desc=desc, disable=disable, leave=False)
