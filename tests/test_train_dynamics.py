@@ -204,3 +204,11 @@ def test_the_cli_lists_the_dynamics_selectors_with_what_they_need(cli: Any) -> N
         assert rows[name]["needs_labels"] is True
     code, out, _ = cli(["selectors"])
     assert "training dynamics" in out
+
+
+def test_a_class_aware_budget_that_cannot_keep_every_class_is_refused() -> None:
+    ids = np.array([str(i) for i in range(10)])
+    with pytest.raises(ConfigError, match="fewer than the 10 classes: a class-aware budget"):
+        select("random", ids, keep=0.5, labels=np.arange(10), stratified=True)
+    kept = select("random", ids, keep=0.5, labels=np.arange(10)).kept  # global: fine
+    assert kept.sum() == 5

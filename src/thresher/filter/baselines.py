@@ -255,6 +255,12 @@ def _remove_highest(
     if labels is None:
         raise ConfigError("stratified=True needs labels; pass labels or stratified=False")
     classes, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    if n_keep < classes.shape[0]:
+        raise ConfigError(
+            f"keep={keep:g} keeps {n_keep} of {n} items, fewer than the {classes.shape[0]} "
+            "classes: a class-aware budget cannot keep one of every class; raise keep or use "
+            "the global budget (no --per-class)"
+        )
     quota = apportion(n_keep, keep * sizes, lower=np.minimum(sizes, 1), upper=sizes)
     kept = np.zeros(n, dtype=bool)
     for c in range(classes.shape[0]):
