@@ -21,7 +21,12 @@ epochs = int(epochs_arg)
 drw_epoch = int(0.8 * epochs) + 1
 rec = register_recipe(
     get_recipe(recipe).replace(
-        name=f"{recipe}-ldam-drw", epochs=epochs, loss="ldam", drw_epoch=drw_epoch
+        # LDAM (Cao et al.) has no label smoothing; recipes with it (cifar-fast) drop it
+        name=f"{recipe}-ldam-drw",
+        epochs=epochs,
+        loss="ldam",
+        drw_epoch=drw_epoch,
+        label_smoothing=0.0,
     )
 )
 res = train_run(
