@@ -172,6 +172,10 @@ def test_random_subset_has_the_promised_size_and_is_seeded(
         with pytest.raises(ConfigError, match="keeps none"):
             random_subset(ids, keep=keep, seed=seed)
         return
+    if stratified and expected < np.unique(labels).size:
+        with pytest.raises(ConfigError, match="a class-aware budget cannot keep one of every"):
+            random_subset(ids, keep=keep, seed=seed, labels=labels, stratified=stratified)
+        return
     res = random_subset(ids, keep=keep, seed=seed, labels=labels, stratified=stratified)
     assert int(res.kept.sum()) == expected
     again = random_subset(ids, keep=keep, seed=seed, labels=labels, stratified=stratified)
