@@ -131,10 +131,13 @@ def write_trace(path: Path, records: Sequence[IterationRecord]) -> None:
 
 
 def read_trace(path: Path) -> list[IterationRecord]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not path.is_file():
         return []
-    table = pq.read_table(path).to_pydict()
+    # one read of the bytes: pyarrow may open the path more than once, and a concurrent atomic
+    # replace (a search writing while a reader polls) must not mix two versions of the file
+    table = pq.read_table(pa.BufferReader(path.read_bytes())).to_pydict()
     n = len(next(iter(table.values()), []))
     return [IterationRecord.from_dict({k: v[i] for k, v in table.items()}) for i in range(n)]
