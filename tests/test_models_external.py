@@ -117,7 +117,7 @@ def test_timm_resnet18_forwards_with_features() -> None:
     [
         ("tv:resnet19", r"unknown torchvision .*'resnet19'; did you mean 'resnet18'.*list_models"),
         ("timm:resnet19", r"unknown timm model 'resnet19'; did you mean .*timm\.list_models"),
-        ("hf:bert", r"unknown model source 'hf'.*tv:.*timm:"),
+        ("hf:bert", r"cannot import 'hf'.*tv:.*timm:.*module:callable"),
         ("resnet21", r"unknown model 'resnet21'.*resnet20.*resnet32.*tv:<torchvision model>"),
     ],
 )

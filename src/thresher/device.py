@@ -71,3 +71,13 @@ def configure_threads(*, cgroup_root: str = "/sys/fs/cgroup") -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+def as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A CPU tensor over ``images``, shared when possible; read-only arrays (memory maps) and
+    strided views are copied, since torch cannot share a read-only buffer."""
+    if isinstance(images, torch.Tensor):
+        return images
+    if not images.flags.writeable or not images.flags.c_contiguous:
+        images = np.array(images)
+    return torch.from_numpy(images)

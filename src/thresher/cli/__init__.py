@@ -818,5 +818,6 @@ def main() -> None:
 # Each product area's commands live in their own module (``thresher.cli.<area>``); importing one
 # registers its commands on ``app``. Keep these imports last: the modules use the names above.
 from thresher.cli import diagnose as _diagnose  # noqa: E402,F401
+from thresher.cli import init as _init  # noqa: E402,F401
 from thresher.cli import reduce as _reduce  # noqa: E402,F401
 from thresher.cli import webapp as _webapp  # noqa: E402,F401

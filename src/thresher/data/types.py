@@ -11,6 +11,8 @@ import numpy as np
 
 from thresher.errors import DataError
 
+FINGERPRINT_CHUNK_BYTES = 64 << 20
+
 
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
@@ -31,6 +33,10 @@ class ImageDataset:
     classes: tuple[str, ...] = ()
     name: str = "dataset"
     source: dict[str, Any] = field(default_factory=dict)
+    # The fingerprint of exactly these arrays when the loader already knows it (a pixel cache
+    # records it when built), so a 30 GB memory map is not hashed by every command. Never
+    # carried over to a subset or a copy.
+    known_fingerprint: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         images, ids = self.images, self.ids
@@ -166,11 +172,19 @@ class ImageDataset:
     # --- identity --------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """sha256 over ids, labels, classes and pixels: equal iff the data are equal."""
+        if self.known_fingerprint is not None:
+            return self.known_fingerprint
         h = hashlib.sha256()
         h.update("\x00".join(self.ids.tolist()).encode())
         h.update("\x00".join(self.classes).encode())
         if self.labels is not None:
             h.update(self.labels.tobytes())
         h.update(str(self.images.shape).encode() + str(self.images.dtype).encode())
-        h.update(np.ascontiguousarray(self.images).tobytes())
+        # In chunks: the digest of the concatenated bytes, without a copy of the whole array
+        # (a memory-mapped pixel cache may be larger than RAM).
+        n = len(self)
+        row_bytes = max(1, int(np.prod(self.images.shape[1:])) * self.images.itemsize)
+        step = max(1, FINGERPRINT_CHUNK_BYTES // row_bytes)
+        for start in range(0, n, step):
+            h.update(np.ascontiguousarray(self.images[start : start + step]).data)
         return h.hexdigest()

@@ -148,6 +148,7 @@ class LocalEngine(_EngineBase):
                 model=job.model,
                 recipe=job.recipe,
                 subset_ids=job.subset_ids,
+                transform=job.transform,
                 seeds=seeds,
                 device=device,
             )

@@ -25,6 +25,7 @@ import numpy as np
 from thresher.data.types import ImageDataset
 from thresher.errors import ConfigError
 from thresher.evaluate.result import EvaluationResult
+from thresher.models.preprocess import InputTransform
 from thresher.store import atomic_write_text, dumps
 from thresher.train.recipes import Recipe
 
@@ -41,6 +42,8 @@ class EvalJob:
         recipe: the training recipe.
         seeds: ``(S,)`` seeds, in result row order.
         subset_ids: ids of the training images; ``None`` = the whole training set.
+        transform: the run's input transform when it is not the architecture's own (a run made
+            by ``thresher init`` with ``--size``/``--mean``/``--std``); ``None`` = the model's.
     """
 
     name: str
@@ -48,6 +51,7 @@ class EvalJob:
     recipe: Recipe
     seeds: tuple[int, ...]
     subset_ids: np.ndarray | None = field(default=None, repr=False)
+    transform: InputTransform | None = None
 
     def __post_init__(self) -> None:
         if not self.name or any(not (c.isalnum() or c in "-_") for c in self.name):
@@ -75,9 +79,11 @@ def seed_key(job: EvalJob, seed: int, *, data: str) -> str:
     """sha256 over what decides the (job, seed) result: model, recipe, seed, data, subset."""
     h = hashlib.sha256()
     ids = "full" if job.subset_ids is None else "\x00".join(map(str, job.subset_ids))
+    parts = [job.model, json.dumps(job.recipe.to_dict(), sort_keys=True)]
+    if job.transform is not None:  # only when set, so keys stored before it still match
+        parts.append(repr(job.transform))
     for part in (
-        job.model,
-        json.dumps(job.recipe.to_dict(), sort_keys=True),
+        *parts,
         str(int(seed)),
         data,
         ids,
@@ -120,6 +126,7 @@ def evaluate_seed(
         model=job.model,
         recipe=job.recipe,
         subset_ids=job.subset_ids,
+        transform=job.transform,
         seeds=[seed],
         device=device,
         stack=False,

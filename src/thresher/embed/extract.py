@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from thresher.data.types import ImageDataset
-from thresher.device import resolve_device
+from thresher.device import as_tensor, resolve_device
 from thresher.embed.tap import LayerTap, Pooling
 from thresher.errors import ConfigError, DataError, ModelError, ThresherError
 from thresher.models.fingerprint import model_fingerprint
@@ -412,7 +412,7 @@ def _source_for(data: Data, *, batch_size: int, limit: int | None, known_fp: str
         n = len(data) if limit is None else min(limit, len(data))
         starts = range(0, n, batch_size)
         batches = (
-            (_as_tensor(data.images[s:e]), data.ids[s:e])
+            (as_tensor(data.images[s:e]), data.ids[s:e])
             for s, e in ((s, min(s + batch_size, n)) for s in starts)
         )
         labels = None if data.labels is None else np.array(data.labels[:n])
@@ -442,7 +442,7 @@ def _stream_batches(
                 "yield (x, ids) with x of shape (B, C, H, W) and B ids"
             )
         batch, raw_ids = item
-        x = batch if isinstance(batch, torch.Tensor) else _as_tensor(np.asarray(batch))
+        x = batch if isinstance(batch, torch.Tensor) else as_tensor(np.asarray(batch))
         if isinstance(raw_ids, torch.Tensor):
             raw_ids = raw_ids.cpu().numpy()
         ids = np.asarray(raw_ids).astype(str).reshape(-1)
@@ -464,13 +464,6 @@ def _stream_batches(
             yield x, ids
         if limit is not None and seen >= limit:
             return
-
-
-def _as_tensor(images: np.ndarray) -> torch.Tensor:
-    """A tensor over ``images``, copied only when read-only (memory maps) or strided."""
-    if not (images.flags.writeable and images.flags.c_contiguous):
-        images = np.array(images, order="C")
-    return torch.from_numpy(images)
 
 
 def _device_batches(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from thresher.device import as_tensor
 from thresher.errors import ConfigError, DataError
 from thresher.neighbours import NeighbourIndex, normalise_rows
 from thresher.progress import track
@@ -172,7 +173,7 @@ def copy_scores(
     def pixels(rows: np.ndarray | slice) -> torch.Tensor:
         # Float copies are made block by block: the stored (often uint8) array is never
         # duplicated whole, so memory stays that of the data set plus one block.
-        return torch.from_numpy(np.ascontiguousarray(images[rows])).float() / scale
+        return as_tensor(images[rows]).float() / scale
 
     h, w = images.shape[2:]
     thumbs, spectra = [], []

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from thresher.data.types import ImageDataset
-from thresher.device import resolve_device
+from thresher.device import as_tensor, resolve_device
 from thresher.evaluate import class_metrics
 from thresher.explain import LRPSettings, class_relevance
 from thresher.lrp_gus.search import Score
@@ -56,8 +56,8 @@ class TrainScorer:
         self.device = resolve_device(device)
         self.transform = resolve_transform(model, transform)
         self.eval_batch_size = eval_batch_size
-        self._eval_x = torch.from_numpy(np.ascontiguousarray(evaluation.images)).to(self.device)
-        self._train_x = torch.from_numpy(np.ascontiguousarray(train.images)).to(self.device)
+        self._eval_x = as_tensor(evaluation.images).to(self.device)
+        self._train_x = as_tensor(train.images).to(self.device)
         self.last_seconds: dict[str, float] = {}  # train / evaluate / relevance of the last call
 
     def __call__(self, positions: np.ndarray, *, seed: int, relevance: bool) -> Score:

@@ -77,17 +77,25 @@ def register_model(
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The spec of a registered name, or of ``tv:<torchvision name>`` / ``timm:<timm name>``."""
+    """The spec of a registered name, of ``tv:<torchvision name>`` / ``timm:<timm name>``, or
+    of the user's own factory ``module:callable`` / ``path/to/file.py:callable``."""
     if name in MODELS:
         return MODELS.get(name)
     if ":" in name:
+        from thresher.models.user import is_user_reference, user_spec
+
+        if is_user_reference(name):
+            return user_spec(name)
         from thresher.models.external import external_spec
 
         return external_spec(name)
     try:
         return MODELS.get(name)
     except ModelError as err:
-        raise ModelError(f"{err}; or tv:<torchvision model>, timm:<timm model>") from None
+        raise ModelError(
+            f"{err}; or tv:<torchvision model>, timm:<timm model>, or your own factory as "
+            "module:callable"
+        ) from None
 
 
 def create_model(name: str, *, num_classes: int, in_channels: int = 1) -> nn.Module:

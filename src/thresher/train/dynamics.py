@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from thresher.data.types import ImageDataset
+from thresher.device import as_tensor
 from thresher.errors import ConfigError
 from thresher.progress import track
 from thresher.train.trainer import (
@@ -260,7 +261,7 @@ def early_scores(
         with torch.no_grad():
             for a in range(0, len(data), batch_size):
                 b = min(a + batch_size, len(data))
-                x = torch.from_numpy(np.ascontiguousarray(data.images[a:b])).to(device)
+                x = as_tensor(data.images[a:b]).to(device)
                 seen.clear()
                 logits = model(transform(x)).float()
                 head, h = seen[-1]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from thresher.data.types import ImageDataset
-from thresher.device import resolve_device
+from thresher.device import as_tensor, resolve_device
 from thresher.errors import ConfigError
 from thresher.progress import track
 from thresher.train.augment import apply_augmentation, draw_augmentation, join_draws
@@ -203,7 +203,7 @@ def _fit_stack(
         )
     try:
         stacked = stack_models(nets)
-        probe = tf(torch.from_numpy(np.ascontiguousarray(train.images[positions[0][:2]])))
+        probe = tf(as_tensor(train.images[positions[0][:2]]))
         check_stacked(stacked, nets, probe)
     except ConfigError as err:
         raise UnstackableError(str(err)) from err

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from thresher.data.types import ImageDataset
-from thresher.device import resolve_device
+from thresher.device import as_tensor, resolve_device
 from thresher.errors import ConfigError, DataError
 from thresher.models import InputTransform, create_model, model_spec, transform_for
 from thresher.progress import track
@@ -224,9 +224,32 @@ def data_generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(derived)
 
 
+# A memory-mapped training set (a pixel cache) larger than this is not copied whole to the
+# device: each batch is gathered from the map instead (the same rows in the same order, so the
+# same training, at the cost of reading the rows each epoch).
+RESIDENT_LIMIT_BYTES = 2 << 30
+
+
+def batch_gatherer(
+    images: np.ndarray, idx: np.ndarray, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``gather(positions) -> images[idx[positions]]`` on ``device``: from one device tensor
+    when the subset fits, else straight from a memory map, batch by batch."""
+    row_bytes = int(np.prod(images.shape[1:])) * images.itemsize
+    if isinstance(images, np.memmap) and row_bytes * len(idx) > RESIDENT_LIMIT_BYTES:
+
+        def from_map(batch: torch.Tensor) -> torch.Tensor:
+            rows = idx[batch.cpu().numpy()]
+            return torch.from_numpy(np.asarray(images[rows])).to(device)
+
+        return from_map
+    resident = images_to_device(images[idx], device)
+    return lambda batch: resident[batch]
+
+
 def images_to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """``(N, C, H, W)`` stored pixels (uint8 stays uint8) as one tensor on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return as_tensor(images).to(device)
 
 
 @contextlib.contextmanager
@@ -372,7 +395,7 @@ def fit(
     channels_last = use_channels_last(prec, net)
     scaler = torch.amp.GradScaler("cuda") if prec == "fp16" else None
 
-    x_dev = images_to_device(train.images[idx], dev)
+    gather = batch_gatherer(train.images, idx, dev)
     y_dev = torch.from_numpy(labels[idx]).to(dev)
     n = len(idx)
     gen = data_generator(seed, dev)
@@ -395,7 +418,7 @@ def fit(
             lr = recipe_.lr
             for a, b in track(bounds, total=len(bounds), desc=f"epoch {epoch}/{recipe_.epochs}"):
                 batch = perm[a:b]
-                xb = x_dev[batch]
+                xb = gather(batch)
                 yb = y_dev[batch]
                 if recipe_.augment:
                     xb = augment_batch(xb, recipe_.augment, generator=gen)
@@ -486,9 +509,7 @@ def predict(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     images = data.images if isinstance(data, ImageDataset) else data
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+    if not isinstance(images, np.ndarray | torch.Tensor) or images.ndim != 4:
         raise DataError(
             f"predict needs (N, C, H, W) images, got {getattr(images, 'shape', type(images))}; "
             "add a channel axis for grey images"
@@ -507,7 +528,8 @@ def predict(
         outs = []
         with autocast(prec, dev):
             for a in range(0, images.shape[0], batch_size):
-                x = tf(images[a : a + batch_size].to(dev))
+                # batch by batch: a memory-mapped set is read a batch at a time, never whole
+                x = tf(as_tensor(images[a : a + batch_size]).to(dev))
                 logits = model(x).float()
                 if test_time_flip:
                     logits = (logits + model(x.flip(-1)).float()) / 2

@@ -19,7 +19,13 @@ from thresher.optional import missing
 from thresher.store import Run
 from thresher.validation import check_class_sizes, check_reference
 from thresher.workflows.embed import embed_run
-from thresher.workflows.run import run_dataset, run_model, run_transform
+from thresher.workflows.run import (
+    is_embeddings_run,
+    require_model,
+    run_dataset,
+    run_model,
+    run_transform,
+)
 
 AREA = "diagnose"
 
@@ -57,12 +63,19 @@ def diagnose_run(
     -------
     ``{name: result}`` for each analysis run.
     """
-    run.require_step("train", command="thresher train", what="trained model")
+    embeddings_only = is_embeddings_run(run)
+    if not embeddings_only:  # an embeddings run has what the embedding analyses need
+        require_model(run, "thresher diagnose")
     names = resolve_only(only)
+
+    def model_input() -> tuple[Any, Any, Any]:
+        require_model(run, "this analysis (it runs the model on the images)")
+        return run_model(run), run_dataset(run, "train"), run_transform(run)
+
     ctx = AnalysisContext(
         classes=run.config.get("classes", ()),
         embeddings=lambda split: embed_run(run, split=split, device=device),
-        model_input=lambda: (run_model(run), run_dataset(run, "train"), run_transform(run)),
+        model_input=model_input,
         k=k,
         top_k=top_k,
         reference=reference,
@@ -77,8 +90,8 @@ def diagnose_run(
             progress(name)
         result = ANALYSES.get(name).compute(ctx)
         save_result(run, name, result)
-        if name == "archetypes":
-            _save_prototypes(run, result)
+        if name == "archetypes" and (not embeddings_only or run.config.get("data")):
+            _save_prototypes(run, result)  # (pictures need the images)
         if figures and ANALYSES.get(name).figure and not missing("matplotlib"):
             # (a core install has no matplotlib: results are kept, figures skipped)
             from thresher.report.diagnose_figures import save_figure
@@ -101,11 +114,16 @@ def _check_before_work(
     needs_sizes = bool({"archetypes", "adversaries"} & set(names))
     if reference is None and not needs_sizes:
         return
-    train = run_dataset(run, "train")
+    if is_embeddings_run(run):
+        train: Any = embed_run(run)  # the stored embeddings: ids, labels, class names
+        train_classes = tuple(run.config.get("classes", ()))
+    else:
+        train = run_dataset(run, "train")
+        train_classes = tuple(train.classes)
     if reference is not None:
-        check_reference(reference, tuple(train.classes))
+        check_reference(reference, train_classes)
     if needs_sizes and train.labels is not None:
-        check_class_sizes(np.asarray(train.labels), tuple(train.classes), k=k)
+        check_class_sizes(np.asarray(train.labels), train_classes, k=k)
 
 
 # --- storage ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from thresher.errors import ConfigError
 from thresher.store import Run
 from thresher.train.dynamics import TrainingDynamics, default_score_epoch, training_dynamics
-from thresher.workflows.run import run_dataset, run_recipe, run_transform
+from thresher.workflows.run import require_model, run_dataset, run_recipe, run_transform
 
 AREA = "dynamics"
 DEFAULT_SEEDS = 3
@@ -38,7 +38,7 @@ def dynamics_run(
     """
     if seeds < 1:
         raise ConfigError(f"--dynamics-seeds must be >= 1, got {seeds}")
-    run.require_step("train", command="thresher train", what="trained model")
+    require_model(run, "the training-dynamics selectors (el2n, grand, forgetting)")
     recipe = run_recipe(run, epochs=epochs, precision=precision)
     epoch = default_score_epoch(recipe.epochs) if score_epoch is None else int(score_epoch)
     key = {

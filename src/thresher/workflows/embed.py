@@ -18,7 +18,14 @@ from thresher.distributed.replica import ModelSource
 from thresher.embed.extract import Embeddings
 from thresher.errors import ConfigError
 from thresher.store import Run, atomic_path
-from thresher.workflows.run import run_dataset, run_input_shape, run_model, run_transform
+from thresher.workflows.run import (
+    MODEL_COMMANDS,
+    is_embeddings_run,
+    run_dataset,
+    run_input_shape,
+    run_model,
+    run_transform,
+)
 
 
 # --- embed ------------------------------------------------------------------------------------
@@ -42,6 +49,8 @@ def embed_run(
     from thresher.embed import cached_extract, default_layer
     from thresher.models import model_spec
 
+    if is_embeddings_run(run):
+        return precomputed_embeddings(run, layer=layer, split=split, pooling=pooling)
     if engine != "local":
         if precision != "fp32":
             raise ConfigError(
@@ -77,6 +86,31 @@ def embed_run(
     return emb
 
 
+def precomputed_embeddings(
+    run: Run, *, layer: str | None = None, split: str = "train", pooling: str = "flatten"
+) -> Embeddings:
+    """The embeddings a run was made from (``thresher init --embeddings``).
+
+    Raises ``RunError`` for another layer, split or pooling: those need the model."""
+    from thresher.embed.cache import load_embeddings
+    from thresher.errors import RunError
+    from thresher.workflows.init import PRECOMPUTED_LAYER
+
+    asked = []
+    if layer not in (None, PRECOMPUTED_LAYER):
+        asked.append(f"layer {layer!r}")
+    if split != "train":
+        asked.append(f"the {split} split")
+    if pooling != "flatten":
+        asked.append(f"{pooling} pooling")
+    if asked:
+        raise RunError(
+            f"{run.path} holds precomputed embeddings of its training images only; for "
+            f"{' and '.join(asked)} the model is needed: make a run with it ({MODEL_COMMANDS})"
+        )
+    return load_embeddings(run, str(run.config["embeddings"]["key"]))
+
+
 _CACHE_META_VERSION = 1  # thresher.embed.cache's entry format, written identically here
 
 
@@ -99,7 +133,7 @@ def embed_run_on(
     """
     from thresher.workflows.embed import embed_run
 
-    if isinstance(engine, LocalEngine):
+    if isinstance(engine, LocalEngine) or is_embeddings_run(run):
         return embed_run(run, layer=layer, split=split, pooling=pooling, device=device)
 
     from thresher.embed import default_layer
@@ -107,7 +141,6 @@ def embed_run_on(
     from thresher.embed.extract import dataset_fingerprint_of
     from thresher.models import model_spec
     from thresher.models.fingerprint import model_fingerprint
-    from thresher.workflows.run import run_dataset, run_input_shape, run_model, run_transform
 
     net = run_model(run)
     ds = run_dataset(run, split)
@@ -139,7 +172,7 @@ def embed_run_on(
         emb = _extract_into(
             run, rel, engine, source, ds, name, transform, batch_size, device, pooling
         )
-        _write_entry(run, rel, key, expected, emb)
+        write_cache_entry(run, rel, key, expected, emb)
     emb = load_embeddings(run, key)
     step = {"layer": name, "split": split, "pooling": pooling, "shape": list(emb.values.shape)}
     run.record_entries("embed", {f"{split}:{name}:{pooling}": step})
@@ -199,10 +232,11 @@ def _extract_into(
     return emb
 
 
-def _write_entry(
+def write_cache_entry(
     run: Run, rel: str, key: str, expected: Mapping[str, str], emb: Embeddings
 ) -> None:
-    """ids/labels/predictions, then meta.json last (its presence marks the entry complete)."""
+    """ids/labels/predictions, then meta.json last (its presence marks the entry complete);
+    the values must be written to ``rel/values.npy`` already."""
     run.write_array(f"{rel}/ids.npy", emb.ids)
     for what, arr in (("labels", emb.labels), ("predictions", emb.predictions)):
         if arr is not None:

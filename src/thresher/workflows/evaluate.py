@@ -101,7 +101,7 @@ def evaluate_subsets_run(
     dict
         name -> :class:`~thresher.evaluate.EvaluationResult`, in the order of ``subsets``.
     """
-    from thresher.workflows.run import run_dataset, run_recipe
+    from thresher.workflows.run import run_dataset, run_recipe, run_transform_override
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
@@ -114,6 +114,7 @@ def evaluate_subsets_run(
             recipe=rec,
             seeds=tuple(range(seeds)),
             subset_ids=None if ids is None else np.asarray(ids).astype(str),
+            transform=run_transform_override(run),
         )
         for name, ids in subsets.items()
     ]

@@ -11,7 +11,7 @@ from thresher.errors import ConfigError, RunError
 from thresher.filter.labels import LABEL_METHODS, LabelIssues, cross_val_pred_probs, label_issues
 from thresher.store import Run
 from thresher.workflows.embed import embed_run
-from thresher.workflows.run import run_dataset, run_recipe
+from thresher.workflows.run import require_model, run_dataset, run_recipe, run_transform
 
 
 def labels_run(
@@ -39,7 +39,7 @@ def labels_run(
         )
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-    run.require_step("train", command="thresher train", what="trained model")
+    require_model(run, "thresher labels")
     data = run_dataset(run, "train")
     if data.labels is None:
         raise ConfigError(
@@ -57,7 +57,13 @@ def labels_run(
         probs = run.read_array("labels/pred_probs.npy")
     if probs is None:
         probs = cross_val_pred_probs(
-            run.config["model"]["name"], data, folds=folds, recipe=rec, seed=seed, device=device
+            run.config["model"]["name"],
+            data,
+            folds=folds,
+            recipe=rec,
+            seed=seed,
+            device=device,
+            transform=run_transform(run),
         )
         run.write_array("labels/pred_probs.npy", probs)
         run.write_json("labels/pred_probs.json", key)

@@ -170,7 +170,7 @@ def reduce_run(
     finished one); ``restart`` discards it. ``scorer`` replaces the real one (tests).
     """
     from thresher.lrp_gus.scorer import TrainScorer
-    from thresher.workflows.run import run_recipe
+    from thresher.workflows.run import run_recipe, run_transform
 
     start = time.perf_counter()
     directory = run.file(AREA)
@@ -195,6 +195,7 @@ def reduce_run(
             evaluation,
             model=cfg["model"]["name"],
             recipe=recipe,
+            transform=run_transform(run),
             lrp=settings.lrp,
             device=device,
         )

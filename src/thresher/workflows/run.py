@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from thresher.data import ImageDataset
+from thresher.device import as_tensor
 from thresher.errors import ConfigError, RunError
 from thresher.store import Run
 
@@ -98,6 +98,7 @@ def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = N
     here, before any data are read or results written."""
     from thresher.train import Recipe
 
+    require_model(run, "retraining (evaluate, compare, reduce)")
     rec = Recipe.from_dict(run.config["recipe"])
     if epochs is not None:
         if epochs < 1:
@@ -114,7 +115,26 @@ def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = N
 
 def run_dataset(run: Run, split: str = "train") -> ImageDataset:
     """The run's data, rebuilt and checked against the fingerprint recorded at training."""
-    ds = run_data_spec(run).load(split)
+    if is_embeddings_run(run) and run.config.get("data") is None:
+        raise RunError(
+            f"{run.path} was made from precomputed embeddings without images; this step needs "
+            "the images: make the run again with thresher init --embeddings ... --images DIR"
+        )
+    if split not in run.manifest["inputs"] and split == "test":
+        raise RunError(
+            f"{run.path} has no test split (its data have none); steps that retrain and test "
+            "need one: give --data a folder with train/ and test/ split folders"
+        )
+    if run.config.get("pixels"):  # an image folder decoded once into the run, memory-mapped
+        from thresher.data.pixels import load_pixel_cache
+
+        ds = load_pixel_cache(run.file(f"pixels/{split}"))
+    else:
+        ds = run_data_spec(run).load(split)
+    if is_embeddings_run(run):  # the images of the embedding rows, in their order
+        from thresher.embed.cache import load_embeddings
+
+        ds = ds.subset(load_embeddings(run, str(run.config["embeddings"]["key"])).ids)
     recorded = run.manifest["inputs"].get(split)
     if recorded is not None and recorded != ds.fingerprint():
         raise RunError(
@@ -124,21 +144,59 @@ def run_dataset(run: Run, split: str = "train") -> ImageDataset:
     return ds
 
 
+MODEL_COMMANDS = "thresher train, or thresher init --model"
+
+
+def is_embeddings_run(run: Run) -> bool:
+    """A run made from precomputed embeddings (``thresher init --embeddings``): no model."""
+    return run.config.get("origin") == "embeddings"
+
+
+def require_model(run: Run, what: str) -> None:
+    """Refuse, naming ``what`` (a command or step), when the run has no model."""
+    if is_embeddings_run(run):
+        raise RunError(
+            f"{what} needs the model, but {run.path} was made from precomputed embeddings "
+            "(thresher init --embeddings); make a run with the model instead: "
+            f"{MODEL_COMMANDS}"
+        )
+    run.require_step("train", command=MODEL_COMMANDS, what="model")
+
+
 def run_model(run: Run) -> nn.Module:
-    """The run's trained model (eval mode, CPU)."""
+    """The run's model (trained by ``thresher train`` or given to ``thresher init``; eval
+    mode, CPU)."""
     from thresher.train import load_checkpoint
 
-    run.require_step("train", command="thresher train", what="trained model")
+    require_model(run, "this step")
     return load_checkpoint(run.file(WEIGHTS))
 
 
 def run_transform(run: Run) -> Any:
+    """The run's input transform: the architecture's own, or what ``thresher init`` stored
+    (``--size``, ``--mean``, ``--std``)."""
     from thresher.models import transform_for
 
-    return transform_for(run.config["model"]["name"])
+    return run_transform_override(run) or transform_for(run.config["model"]["name"])
+
+
+def run_transform_override(run: Run) -> Any:
+    """The transform ``thresher init`` stored for the run's model, or ``None`` (the
+    architecture's own is used)."""
+    from thresher.models import InputTransform
+
+    stored = run.config.get("model", {}).get("transform")
+    if not stored:
+        return None
+    size = stored.get("size")
+    return InputTransform(
+        mean=tuple(stored["mean"]),
+        std=tuple(stored["std"]),
+        size=None if size is None else (int(size[0]), int(size[1])),
+    )
 
 
 def run_input_shape(run: Run, ds: ImageDataset | None = None) -> tuple[int, ...]:
     """``(1, C, H, W)`` of what the run's model sees (after its input transform)."""
     ds = ds if ds is not None else run_dataset(run, "test")
-    return tuple(run_transform(run)(torch.from_numpy(ds.images[:1])).shape)
+    return tuple(run_transform(run)(as_tensor(ds.images[:1])).shape)

@@ -1,0 +1,434 @@
+"""A memory-mapped pixel cache: an image folder decoded once, at one size, channel-first.
+
+``load_image_folder`` reads every file into memory and decodes the whole set into one array:
+fine for CIFAR-10, impossible for 200,000 photos (a 28 GiB allocation at 224 px). The pixel
+cache decodes the folder once into ``images.npy`` (``(N, C, S, S)`` uint8, written through a
+memory map, so resident memory stays at a few chunks), in parallel (Pillow releases the GIL
+while it decodes and resizes; JPEGs are decoded at a reduced DCT scale when that is still at
+least ``S``), chunk by chunk, resumable: a killed build keeps its finished chunks and the next
+call decodes only the rest, to the same bytes. Reading it back memory-maps the file: training
+and embedding gather their batches from the map.
+
+Layout of a cache folder::
+
+    plan.json     what is being built (files, size, policy); a different plan starts over
+    images.npy    (N, C, S, S) uint8
+    done.txt      indices of finished chunks, one per line, appended after each chunk's flush
+    bad.json      files that could not be decoded (id -> error), once the decode has ended
+    meta.json     written last: the cache is complete (ids, labels, classes, fingerprint)
+    ids.npy, labels.npy, files.npy
+
+Mixed sizes are resized by ``resize``: ``"shorter-crop"`` (shorter side to ``S``, then the
+centre ``S x S``; the usual evaluation transform), ``"stretch"`` (to ``S x S``, aspect lost), or
+``"none"`` (every image must be ``S x S`` already).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from thresher.data.types import ImageDataset
+from thresher.errors import ConfigError, DataError
+
+PIXELS_FORMAT = "thresher-pixels"
+PIXELS_VERSION = 1
+RESIZE_POLICIES = ("shorter-crop", "stretch", "none")
+ON_ERROR = ("refuse", "skip")
+CHUNK = 512
+PROBE = 64  # files looked at to decide grey (1 channel) or colour (3)
+LISTED_BAD = 5
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """An image folder's files, ids, labels and classes: scanned, nothing decoded.
+
+    Attributes:
+        root: the folder.
+        files: ``(N,)`` paths relative to ``root``, in id order.
+        ids: ``(N,)`` sample ids (the path below the split level, as ``load_image_folder``).
+        labels: ``(N,)`` int64 class indices.
+        classes: class names, index = label.
+        split: the split folder, or ``None`` for a ``class/*`` folder.
+    """
+
+    root: Path
+    files: np.ndarray
+    ids: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    split: str | None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def scan_folder(path: str | os.PathLike[str], *, split: str | None = "train") -> FolderScan:
+    """List the images of ``split`` (``split/class/*``; a folder without split level is
+    taken whole for ``"train"``) without reading them. Archives are refused: extract first."""
+    from thresher.data.folder import _scan_directory, has_split_level, is_archive, plan_layout
+
+    root = Path(path).expanduser()
+    if is_archive(root):
+        raise DataError(
+            f"{root} is an archive; a pixel cache reads a folder: extract it first "
+            "(tar -xf), or load it whole with load_dataset"
+        )
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist; check the path")
+    paths = _scan_directory(root)
+    if split == "train" and not has_split_level(paths):
+        split = None
+    layout = plan_layout(root, paths, split=split)
+    index = {c: k for k, c in enumerate(layout.classes)}
+    return FolderScan(
+        root=root.resolve(),
+        files=np.asarray(layout.rel_paths),
+        ids=np.asarray(layout.ids),
+        labels=np.asarray([index[c] for c in layout.class_dirs], dtype=np.int64),
+        classes=layout.classes,
+        split=split,
+    )
+
+
+@dataclass(frozen=True)
+class PixelCacheReport:
+    """What :func:`build_pixel_cache` did."""
+
+    path: str
+    images: int
+    size: int
+    channels: int
+    decoded: int  # this call (a resumed build decodes only what was missing)
+    resumed_chunks: int
+    skipped: dict[str, str]
+    seconds: float
+
+
+def build_pixel_cache(
+    scan: FolderScan,
+    out: str | os.PathLike[str],
+    *,
+    size: int,
+    resize: str = "shorter-crop",
+    channels: int | None = None,
+    on_error: str = "refuse",
+    workers: int | None = None,
+    chunk: int = CHUNK,
+    after_chunk: Callable[[int], None] | None = None,
+) -> PixelCacheReport:
+    """Decode ``scan``'s images into the cache folder ``out`` (resuming a stopped build).
+
+    Parameters
+    ----------
+    size : side ``S`` of the stored square images.
+    resize : ``"shorter-crop"``, ``"stretch"`` or ``"none"`` (see the module docstring).
+    channels : 1 (grey) or 3 (RGB); ``None`` looks at the first files: all grey -> 1, else 3.
+    on_error : ``"refuse"``: after the whole decode, one error naming every unreadable file
+        (the finished chunks are kept, so a rerun with ``"skip"`` decodes nothing again);
+        ``"skip"``: leave them out and list them in ``bad.json`` and the report.
+    workers : decoding threads (default: the CPUs this process may use).
+    after_chunk : called with each finished chunk's index (progress, tests).
+
+    Raises
+    ------
+    DataError : unreadable files with ``on_error="refuse"``, a wrong-size image with
+        ``resize="none"``, or nothing left to cache.
+    ConfigError : a bad size, policy, channel count or worker count.
+    """
+    import time
+
+    from thresher.progress import track
+
+    if int(size) < 1:
+        raise ConfigError(f"--size must be >= 1 pixel, got {size}")
+    if resize not in RESIZE_POLICIES:
+        raise ConfigError(
+            f"unknown resize policy {resize!r}; use one of {', '.join(RESIZE_POLICIES)}"
+        )
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+    if channels not in (None, 1, 3):
+        raise ConfigError(f"channels must be 1 or 3, got {channels}")
+    workers = workers or len(os.sched_getaffinity(0))
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    if len(scan) == 0:
+        raise DataError(f"{scan.root}: no images to cache")
+    start_time = time.perf_counter()
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    if channels is None:
+        channels = _probe_channels(scan)
+    plan = {
+        "version": PIXELS_VERSION,
+        "root": str(scan.root),
+        "files": hashlib.sha256("\x00".join(scan.files.tolist()).encode()).hexdigest(),
+        "n": len(scan),
+        "size": int(size),
+        "channels": channels,
+        "resize": resize,
+        "chunk": int(chunk),
+    }
+    shape = (len(scan), channels, int(size), int(size))
+    done = _resume_state(folder, plan)
+    if done is None:  # a new plan: start over
+        for name in ("meta.json", "done.txt", "bad.json", "images.npy", "partial-bad.json"):
+            (folder / name).unlink(missing_ok=True)
+        images = np.lib.format.open_memmap(
+            folder / "images.npy", mode="w+", dtype=np.uint8, shape=shape
+        )
+        _write_json(folder / "plan.json", plan)
+        done = set()
+    else:
+        images = np.load(folder / "images.npy", mmap_mode="r+")
+    bad: dict[str, str] = _read_json(folder / "partial-bad.json") or {}
+    starts = list(range(0, len(scan), chunk))
+    todo = [k for k in range(len(starts)) if k not in done]
+    resumed = len(starts) - len(todo)
+    log = (folder / "done.txt").open("a")
+
+    def decode_chunk(k: int) -> tuple[int, dict[str, str]]:
+        lo, hi = starts[k], min(starts[k] + chunk, len(scan))
+        errors: dict[str, str] = {}
+        for i in range(lo, hi):
+            try:
+                images[i] = decode_file(
+                    scan.root / scan.files[i], size=size, channels=channels, resize=resize
+                )
+            except DataError as err:  # collected: one report at the end, never a mid-run crash
+                errors[str(scan.ids[i])] = str(err)
+                images[i] = 0
+        return k, errors
+
+    decoded = 0
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for k, errors in track(
+                pool.map(decode_chunk, todo), total=len(todo), desc=f"decoding {scan.root.name}"
+            ):
+                images.flush()  # the rows are on disk before the chunk is marked done
+                bad.update(errors)
+                if errors:
+                    _write_json(folder / "partial-bad.json", bad)
+                log.write(f"{k}\n")
+                log.flush()
+                os.fsync(log.fileno())
+                decoded += min(starts[k] + chunk, len(scan)) - starts[k]
+                if after_chunk is not None:
+                    after_chunk(k)
+    finally:
+        log.close()
+    images.flush()
+    if bad and on_error == "refuse":
+        listed = "; ".join(f"{i} ({e})" for i, e in list(bad.items())[:LISTED_BAD])
+        raise DataError(
+            f"{len(bad)} of {len(scan)} images in {scan.root} cannot be decoded: {listed}"
+            f"{' ...' if len(bad) > LISTED_BAD else ''}; fix or delete them, or pass "
+            "--on-error skip to leave them out (the decoded images are kept: the rerun "
+            "decodes nothing again)"
+        )
+    _finish(folder, scan, bad, plan)
+    return PixelCacheReport(
+        path=str(folder),
+        images=len(scan) - len(bad),
+        size=int(size),
+        channels=channels,
+        decoded=decoded,
+        resumed_chunks=resumed,
+        skipped=dict(bad),
+        seconds=time.perf_counter() - start_time,
+    )
+
+
+def decode_file(path: Path, *, size: int, channels: int, resize: str) -> np.ndarray:
+    """One image file as ``(channels, size, size)`` uint8, resized by ``resize``.
+
+    Raises ``DataError`` for a file Pillow cannot read (or a decompression bomb), and for a
+    wrong size with ``resize="none"``."""
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                im: Image.Image = opened
+                if resize != "none" and opened.format == "JPEG":
+                    # decode at 1/2, 1/4 or 1/8 scale when the result still covers size x size
+                    w, h = im.size
+                    scale = (
+                        min(w, h) / size if resize == "shorter-crop" else min(w / size, h / size)
+                    )
+                    if scale >= 2:
+                        opened.draft(mode, (max(1, int(w / scale)), max(1, int(h / scale))))
+                im = im.convert(mode) if im.mode != mode else im
+                im.load()
+                w, h = im.size
+                if resize == "none":
+                    if (w, h) != (size, size):
+                        raise DataError(
+                            f"{path} is {w}x{h}, not {size}x{size}; choose --resize "
+                            "shorter-crop or stretch for mixed sizes"
+                        )
+                    out = im
+                elif resize == "stretch":
+                    out = im.resize((size, size), Image.Resampling.BILINEAR)
+                else:
+                    side = min(w, h)
+                    left, top = (w - side) // 2, (h - side) // 2
+                    out = im.resize(
+                        (size, size),
+                        Image.Resampling.BILINEAR,
+                        box=(left, top, left + side, top + side),
+                    )
+                arr = np.asarray(out)
+    except DataError:
+        raise
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as err:
+        raise DataError(f"{type(err).__name__}: {err}") from err
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _probe_channels(scan: FolderScan) -> int:
+    from thresher.data.decode import GREY_MODES
+
+    for rel in scan.files[:PROBE]:
+        try:
+            with Image.open(scan.root / rel) as im:
+                if im.mode not in GREY_MODES:
+                    return 3
+        except (OSError, ValueError, SyntaxError):
+            continue  # a bad file is reported by the decode
+    return 1
+
+
+def _resume_state(folder: Path, plan: dict[str, Any]) -> set[int] | None:
+    """Finished chunk indices of a stopped build of the same plan; ``None`` to start over."""
+    if _read_json(folder / "plan.json") != plan or not (folder / "images.npy").is_file():
+        return None
+    try:
+        mapped = np.load(folder / "images.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if mapped.shape != (plan["n"], plan["channels"], plan["size"], plan["size"]):
+        return None
+    done: set[int] = set()
+    log = folder / "done.txt"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            if line.strip().isdigit():  # a torn last line (killed mid-write) is ignored
+                done.add(int(line))
+    return done
+
+
+def _finish(folder: Path, scan: FolderScan, bad: dict[str, str], plan: dict[str, Any]) -> None:
+    """Drop the skipped rows (streamed into a new file), then write ids/labels and meta last."""
+    keep = np.asarray([str(i) not in bad for i in scan.ids])
+    if bad:
+        source = np.load(folder / "images.npy", mmap_mode="r")
+        tmp = folder / "images.compact.npy"
+        compact = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.uint8, shape=(int(keep.sum()), *source.shape[1:])
+        )
+        rows = np.flatnonzero(keep)
+        for s in range(0, len(rows), CHUNK):
+            compact[s : s + CHUNK] = source[rows[s : s + CHUNK]]
+        compact.flush()
+        del compact, source
+        os.replace(tmp, folder / "images.npy")
+        _write_json(folder / "bad.json", bad)
+    ids, labels = scan.ids[keep], scan.labels[keep]
+    if len(ids) == 0:
+        raise DataError(f"{scan.root}: no image could be decoded; check the files")
+    np.save(folder / "ids.npy", ids)
+    np.save(folder / "labels.npy", labels)
+    np.save(folder / "files.npy", scan.files[keep])
+    images = np.load(folder / "images.npy", mmap_mode="r")
+    meta = {
+        "format": PIXELS_FORMAT,
+        "version": PIXELS_VERSION,
+        "plan": plan,
+        "classes": list(scan.classes),
+        "split": scan.split,
+        "root": str(scan.root),
+        "images": len(ids),
+        "skipped": len(bad),
+        "fingerprint": _dataset_fingerprint(ids, labels, scan.classes, images),
+    }
+    _write_json(folder / "meta.json", meta)
+    (folder / "partial-bad.json").unlink(missing_ok=True)
+
+
+def _dataset_fingerprint(
+    ids: np.ndarray, labels: np.ndarray, classes: Sequence[str], images: np.ndarray
+) -> str:
+    return ImageDataset(images=images, labels=labels, ids=ids, classes=tuple(classes)).fingerprint()
+
+
+def is_pixel_cache(path: str | os.PathLike[str]) -> bool:
+    meta = _read_json(Path(path) / "meta.json")
+    return isinstance(meta, dict) and meta.get("format") == PIXELS_FORMAT
+
+
+def load_pixel_cache(path: str | os.PathLike[str]) -> ImageDataset:
+    """A finished pixel cache as an :class:`ImageDataset` whose images are memory-mapped
+    (read-only: nothing is read until a batch is gathered)."""
+    folder = Path(path)
+    meta = _read_json(folder / "meta.json")
+    if not (isinstance(meta, dict) and meta.get("format") == PIXELS_FORMAT):
+        raise DataError(
+            f"{folder} is not a finished pixel cache (no meta.json); build it again, which "
+            "resumes where it stopped"
+        )
+    images = np.load(folder / "images.npy", mmap_mode="r")
+    ids = np.load(folder / "ids.npy")
+    labels = np.load(folder / "labels.npy")
+    classes = tuple(meta["classes"])
+    name = Path(str(meta.get("root", folder))).name
+    split = meta.get("split")
+    return ImageDataset(
+        images=images,
+        labels=labels,
+        ids=ids,
+        classes=classes,
+        name=f"{name}/{split}" if split else name,
+        # the original files, so an export copies their bytes (not re-encoded pixels)
+        source={
+            "format": "image-folder",
+            "path": str(meta["root"]),
+            "archive": False,
+            "files": dict(zip(ids.tolist(), np.load(folder / "files.npy").tolist(), strict=True)),
+            "pixel_cache": str(folder),
+        },
+        known_fingerprint=str(meta["fingerprint"]),
+    )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write-then-rename: a kill leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, sort_keys=True))
+    os.replace(tmp, path)
