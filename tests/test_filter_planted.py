@@ -122,6 +122,22 @@ def test_aligned_copies_are_found_and_distinct_images_are_not() -> None:
         copy_scores(images, embeddings=np.zeros((3, 2), np.float32))
 
 
+def test_large_images_are_compared_pooled_with_the_same_verdicts() -> None:
+    # the same set at 96 px (pooled to 32 px inside): copies found, distinct images not
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(40, 3, 8, 8)).astype(np.float32)
+    big = np.kron(base, np.ones((1, 1, 12, 12), np.float32))  # 96x96, blocky
+    images = np.clip(128 + 40 * big, 0, 255).astype(np.uint8)
+    images[1] = np.roll(images[0], 3, axis=2)  # a 3-pixel shift at 96 px (1 px pooled)
+    images[3] = np.clip(images[2].astype(np.int16) + 20, 0, 255).astype(np.uint8)
+    scores = copy_scores(images, k=3)
+    assert scores.best_match[1] == 0
+    assert scores.row_score[1] > 0.97
+    assert scores.best_match[3] == 2
+    assert scores.row_score[3] > 0.98
+    assert np.sort(scores.row_score[4:])[-1] < 0.9
+
+
 # --- the default filter on real planted junk ----------------------------------------------------
 @pytest.fixture(scope="module")
 def planted_mnist(data_root: Path) -> dict:

@@ -186,30 +186,33 @@ def build_pixel_cache(
     if done is None:  # a new plan: start over
         for name in ("meta.json", "done.txt", "bad.json", "images.npy", "partial-bad.json"):
             (folder / name).unlink(missing_ok=True)
-        images = np.lib.format.open_memmap(
-            folder / "images.npy", mode="w+", dtype=np.uint8, shape=shape
-        )
+        # header plus a sparse file of the full size; rows are written with pwrite below
+        np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
         _write_json(folder / "plan.json", plan)
         done = set()
-    else:
-        images = np.load(folder / "images.npy", mmap_mode="r+")
+    offset = _data_offset(folder / "images.npy")
+    row_bytes = int(np.prod(shape[1:]))
     bad: dict[str, str] = _read_json(folder / "partial-bad.json") or {}
     starts = list(range(0, len(scan), chunk))
     todo = [k for k in range(len(starts)) if k not in done]
     resumed = len(starts) - len(todo)
     log = (folder / "done.txt").open("a")
+    fd = os.open(folder / "images.npy", os.O_WRONLY)
 
     def decode_chunk(k: int) -> tuple[int, dict[str, str]]:
+        # Each chunk is decoded into its own buffer and written with pwrite: the file is not
+        # mapped while it is written, so the build's resident memory is a few chunks.
         lo, hi = starts[k], min(starts[k] + chunk, len(scan))
+        buf = np.zeros((hi - lo, *shape[1:]), dtype=np.uint8)
         errors: dict[str, str] = {}
         for i in range(lo, hi):
             try:
-                images[i] = decode_file(
+                buf[i - lo] = decode_file(
                     scan.root / scan.files[i], size=size, channels=channels, resize=resize
                 )
             except DataError as err:  # collected: one report at the end, never a mid-run crash
                 errors[str(scan.ids[i])] = str(err)
-                images[i] = 0
+        _pwrite_all(fd, memoryview(buf.data).cast("B"), offset + lo * row_bytes)
         return k, errors
 
     decoded = 0
@@ -218,19 +221,18 @@ def build_pixel_cache(
             for k, errors in track(
                 pool.map(decode_chunk, todo), total=len(todo), desc=f"decoding {scan.root.name}"
             ):
-                images.flush()  # the rows are on disk before the chunk is marked done
+                os.fdatasync(fd)  # the rows are on disk before the chunk is marked done
                 bad.update(errors)
                 if errors:
                     _write_json(folder / "partial-bad.json", bad)
                 log.write(f"{k}\n")
                 log.flush()
-                os.fsync(log.fileno())
                 decoded += min(starts[k] + chunk, len(scan)) - starts[k]
                 if after_chunk is not None:
                     after_chunk(k)
     finally:
         log.close()
-    images.flush()
+        os.close(fd)
     if bad and on_error == "refuse":
         listed = "; ".join(f"{i} ({e})" for i, e in list(bad.items())[:LISTED_BAD])
         raise DataError(
@@ -303,6 +305,17 @@ def decode_file(path: Path, *, size: int, channels: int, resize: str) -> np.ndar
     ) as err:
         raise DataError(f"{type(err).__name__}: {err}") from err
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _data_offset(path: Path) -> int:
+    """Where the array's bytes start in a ``.npy`` file (after its header)."""
+    return int(np.load(path, mmap_mode="r").offset)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while len(data):
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 def _probe_channels(scan: FolderScan) -> int:

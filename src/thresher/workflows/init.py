@@ -53,6 +53,7 @@ class InitRunResult:
     per_class_f1: list[float] = field(default_factory=list)
     embedding_dim: int | None = None
     images: str | None = None
+    pixel_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,6 +189,7 @@ def init_model_run(
         **({"pixels": pixels} if pixels else {}),
     }
     run = _resumable_run(out, config) if pixels else None
+    cache_reports: dict[str, Any] = {}
     if run is None:
         run = Run.create(out, overwrite=overwrite, config=config, inputs=inputs)
     if pixels:  # decode once into the run (resumes a killed init), then read the map
@@ -195,7 +197,7 @@ def init_model_run(
 
         loaded = {}
         for split, scan in scans.items():
-            build_pixel_cache(
+            cache_reports[split] = build_pixel_cache(
                 scan,
                 run.file(f"{PIXELS_AREA}/{split}"),
                 size=pixels["size"],
@@ -232,6 +234,16 @@ def init_model_run(
         test_size=None if test is None else len(test),
         test_accuracy=accuracy,
         per_class_f1=f1,
+        pixel_cache={
+            split: {
+                "images": r.images,
+                "decoded": r.decoded,
+                "seconds": r.seconds,
+                "skipped": len(r.skipped),
+                "size": r.size,
+            }
+            for split, r in cache_reports.items()
+        },
     )
     # The step every model-needing command looks for ("train"): the run has a model, with
     # epochs 0 and its origin saying it was given, not trained here.
