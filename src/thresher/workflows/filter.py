@@ -17,7 +17,7 @@ from thresher.filter import SELECTORS, FilterResult, filter_dataset, project, se
 from thresher.filter.pipeline import PRESETS, preset
 from thresher.store import Run
 from thresher.workflows.embed import embed_run
-from thresher.workflows.run import is_embeddings_run, run_dataset
+from thresher.workflows.run import has_images, is_embeddings_run, run_dataset
 
 # GLOSH (the thesis's HDBSCAN score) takes minutes at 50k items and hours at 1M; above this
 # size "auto" uses the distance to the k-th neighbour, which scales (benchmarks/README.md).
@@ -188,7 +188,7 @@ def run_filter(
             label_scores = issues.label_score
         images = None
         if opts["copies"] and settings.similar > 0:
-            if is_embeddings_run(run) and run.config.get("data") is None:
+            if is_embeddings_run(run) and not has_images(run):
                 opts["copies"] = False  # no pixels to compare: the embeddings decide alone
             else:
                 images = run_dataset(run, "train").images

@@ -19,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+from torch import nn
 
 from thresher.data import ImageDataset
 from thresher.device import as_tensor
@@ -315,9 +317,9 @@ def _default_side(scan: Any, spec: Any) -> int:
 
 def _probe(scan: Any, *, side: int, resize: str) -> ImageDataset:
     """The first readable images, decoded as the cache will hold them (for the model check)."""
-    from thresher.data.pixels import _probe_channels, decode_file
+    from thresher.data.pixels import decode_file
 
-    channels = _probe_channels(scan)
+    channels = scan.probe_channels()
     rows, ids, labels = [], [], []
     for k in range(min(len(scan), 64)):
         try:
@@ -572,6 +574,7 @@ def _write_precomputed(
     labels: np.ndarray | None,
     digest: str,
     dataset_fingerprint: str,
+    predictions: np.ndarray | None = None,
 ) -> None:
     """The embeddings as the run's one cache entry (``embed`` and ``filter`` read it there)."""
     from thresher.embed.cache import entry_dir
@@ -594,6 +597,7 @@ def _write_precomputed(
         layer=PRECOMPUTED_LAYER,
         model_fingerprint=expected["model_fingerprint"],
         dataset_fingerprint=dataset_fingerprint,
+        predictions=predictions,
     )
     write_cache_entry(run, rel, key, expected, emb)
     run.record_entries(
@@ -603,3 +607,164 @@ def _write_precomputed(
             "shape": list(values.shape), "key": key,
         }},
     )  # fmt: skip
+
+
+# --- from a FilterableInterface ------------------------------------------------------------------
+class FilterableInterface(Protocol):
+    """The thesis's application interface (its Appendix 2): a model, the data as batches of
+    model input with per-item metadata, and optionally the picture of an item.
+
+    ``get_filterable_dataset()`` returns an iterable of ``(batch, args)`` or
+    ``(batch, args, labels)``: ``batch`` a ``(B, ...)`` tensor or array the model takes as is,
+    ``args`` B values (file paths, keys; their ``str`` is the sample id), ``labels`` B class
+    indices or names. ``get_image(arg)`` (optional) returns a channels-last RGB or grey image.
+    ``classes`` (optional) names the classes in label order.
+    """
+
+    def get_model(self) -> nn.Module: ...
+
+    def get_filterable_dataset(self) -> Iterable[Any]: ...
+
+
+def init_interface_run(
+    out: str | os.PathLike[str],
+    interface: Any,
+    *,
+    reference: str | None = None,
+    layer: str | None = None,
+    pooling: str = "flatten",
+    size: int = 64,
+    device: str | None = None,
+    on_error: str = "refuse",
+    overwrite: bool = False,
+) -> InitRunResult:
+    """A run from a :class:`FilterableInterface`: the model embeds every batch at ``layer``
+    (default the penultimate one), and with ``get_image`` the pictures are cached at ``size``
+    for the app, the copy check and export.
+
+    The run holds the embeddings (and pictures), not the model: filter, the embedding
+    diagnostics, export and the app work; commands that run or retrain the model ask for
+    ``thresher init --model``. ``reference`` (``module:Object``, how the CLI found it) is
+    recorded. Everything is read and embedded before the run directory is written.
+    """
+    from thresher.embed import extract
+    from thresher.embed.precomputed import labels_to_indices
+    from thresher.models.fingerprint import model_fingerprint
+
+    if pooling not in ("flatten", "avgpool"):
+        raise ConfigError(f"--pooling must be flatten or avgpool, got {pooling!r}")
+    side = _check_size(size)[0]
+    model = _interface_part(interface, "get_model", "model")
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"get_model() returned a {type(model).__name__}, not a torch.nn.Module")
+    dataset = _interface_part(interface, "get_filterable_dataset", "batches")
+    get_image = getattr(interface, "get_image", None)
+    args_of: dict[str, Any] = {}
+    raw_labels: list[Any] = []
+    labelled: list[bool] = []
+
+    def batches() -> Iterator[tuple[Any, np.ndarray]]:
+        for k, item in enumerate(dataset):
+            if not isinstance(item, tuple | list) or len(item) not in (2, 3):
+                raise DataError(
+                    f"get_filterable_dataset item {k} is a {type(item).__name__}; yield "
+                    "(batch, args) or (batch, args, labels)"
+                )
+            batch, args = item[0], list(item[1])
+            ids = np.asarray([str(a) for a in args])
+            for sample_id, arg in zip(ids.tolist(), args, strict=True):
+                args_of[sample_id] = arg
+            labelled.append(len(item) == 3)
+            if len(item) == 3:
+                labels = list(np.asarray(item[2]).reshape(-1))
+                if len(labels) != len(ids):
+                    raise DataError(
+                        f"batch {k} has {len(ids)} items but {len(labels)} labels; give one "
+                        "label per item"
+                    )
+                raw_labels.extend(labels)
+            yield batch, ids
+
+    emb = extract(model, batches(), layer=layer, transform=None, pooling=pooling, device=device)  # type: ignore[arg-type]
+    if any(labelled) and not all(labelled):
+        raise DataError("some batches carry labels and some do not; label all of them or none")
+    classes = tuple(str(c) for c in getattr(interface, "classes", ()) or ())
+    label_arr: np.ndarray | None = None
+    names: tuple[str, ...] = classes
+    if raw_labels:
+        label_arr, names = labels_to_indices(np.asarray(raw_labels), classes=classes or None)
+    digest = model_fingerprint(model)
+    dataset_fp = _ids_fingerprint(emb.ids, label_arr)
+    key = precomputed_key(digest, dataset_fp)
+    pixels = None
+    if callable(get_image):
+        pixels = {"size": side, "resize": "shorter-crop", "splits": ["train"]}
+    run = Run.create(
+        out,
+        overwrite=overwrite,
+        config={
+            "origin": "embeddings",
+            "data": None,
+            "model": None,
+            "classes": list(names),
+            "embeddings": {
+                "interface": reference,
+                "layer": emb.layer,
+                "pooling": pooling,
+                "sha256": digest,
+                "key": key,
+            },
+            **({"pixels": pixels} if pixels else {}),
+            "seed": 0,
+        },
+        inputs={"train": dataset_fp},
+    )
+    values = np.asarray(emb.values)
+    _write_precomputed(run, key, values, emb.ids, label_arr, digest, dataset_fp, emb.predictions)
+    cache = None
+    if pixels is not None:
+        from thresher.data.pixels import ImageGetter, build_pixel_cache
+
+        source = ImageGetter(
+            ids=emb.ids,
+            labels=label_arr,
+            classes=names,
+            args=[args_of[i] for i in emb.ids.tolist()],
+            get_image=get_image,  # type: ignore[arg-type]
+        )
+        cache = build_pixel_cache(
+            source, run.file(f"{PIXELS_AREA}/train"), size=side, on_error=on_error
+        )
+        if cache.skipped:  # the pictures must cover every embedded sample
+            raise DataError(
+                f"get_image failed for {len(cache.skipped)} samples, e.g. "
+                f"{next(iter(cache.skipped.items()))}; fix get_image or drop them from the data"
+            )
+        from thresher.data.pixels import load_pixel_cache
+
+        run.record_input("train", load_pixel_cache(run.file(f"{PIXELS_AREA}/train")).fingerprint())
+    result = InitRunResult(
+        run_dir=str(run.path),
+        origin="embeddings",
+        dataset=reference or type(interface).__name__,
+        train_size=len(emb.ids),
+        classes=list(names),
+        embedding_dim=int(values.shape[1]),
+        images="get_image" if pixels else None,
+    )
+    run.record_step("init", {k: v for k, v in result.to_dict().items() if v is not None})
+    return result
+
+
+def _interface_part(interface: Any, method: str, attribute: str) -> Any:
+    """``interface.method()`` (the thesis's names), else ``interface.attribute`` (called when
+    callable); a clear error naming both when neither is there."""
+    if callable(getattr(interface, method, None)):
+        return getattr(interface, method)()
+    value = getattr(interface, attribute, None)
+    if value is None:
+        raise ConfigError(
+            f"{type(interface).__name__} has neither {method}() nor .{attribute}; a filterable "
+            "interface needs get_model() and get_filterable_dataset()"
+        )
+    return value() if callable(value) and not isinstance(value, nn.Module) else value

@@ -115,7 +115,7 @@ def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = N
 
 def run_dataset(run: Run, split: str = "train") -> ImageDataset:
     """The run's data, rebuilt and checked against the fingerprint recorded at training."""
-    if is_embeddings_run(run) and run.config.get("data") is None:
+    if is_embeddings_run(run) and not has_images(run):
         raise RunError(
             f"{run.path} was made from precomputed embeddings without images; this step needs "
             "the images: make the run again with thresher init --embeddings ... --images DIR"
@@ -145,6 +145,11 @@ def run_dataset(run: Run, split: str = "train") -> ImageDataset:
 
 
 MODEL_COMMANDS = "thresher train, or thresher init --model"
+
+
+def has_images(run: Run) -> bool:
+    """Whether the run can rebuild its images (a data spec, or a pixel cache in the run)."""
+    return bool(run.config.get("data") or run.config.get("pixels"))
 
 
 def is_embeddings_run(run: Run) -> bool:
