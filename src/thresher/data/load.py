@@ -97,4 +97,13 @@ def _load_path(
         return load_cifar10(path, split=split or "train", limit=limit, seed=seed)
     if path.is_dir() and (path / "meta").is_file() and (path / "train").is_file():
         return load_cifar100(path, split=split or "train", limit=limit, seed=seed)
+    from thresher.data.hf import is_hf_folder, load_hf_dataset
+    from thresher.data.pixels import is_pixel_cache, load_pixel_cache
+
+    if is_pixel_cache(path):
+        ds = load_pixel_cache(path)
+        return ds if limit is None else limit_dataset(ds, limit=limit, seed=seed)
+    if is_hf_folder(path):
+        ds = load_hf_dataset(path, split=split)
+        return ds if limit is None else limit_dataset(ds, limit=limit, seed=seed)
     return load_image_folder(path, split=split, limit=limit, seed=seed, flat_ok=split == "train")
