@@ -68,6 +68,15 @@ def test_unlabelled_stream_keeps_id_order_and_has_no_labels(
     np.testing.assert_array_equal(emb.predictions, from_ds.predictions)
 
 
+def test_labels_travel_with_streamed_batches(lenet: nn.Module, digits: ImageDataset) -> None:
+    labelled = [(x, ids, torch.as_tensor(y)) for (x, ids), y in zip(
+        _stream(digits, 50), np.split(digits.labels, range(50, len(digits), 50)), strict=True
+    )]  # fmt: skip
+    emb = extract(lenet, labelled, transform=TRANSFORM, limit=120)
+    np.testing.assert_array_equal(emb.labels, digits.labels[:120])
+    np.testing.assert_array_equal(emb.ids, digits.ids[:120])
+
+
 def test_stream_of_tensors_with_integer_ids_and_a_limit(lenet: nn.Module) -> None:
     batches = [(torch.rand(8, 1, 28, 28), torch.arange(i, i + 8)) for i in range(0, 32, 8)]
     emb = extract(lenet, batches, transform=None, layer="pool2", pooling="avgpool", limit=20)
@@ -152,8 +161,12 @@ def test_non_finite_embedding_names_the_first_bad_sample() -> None:
 
 def test_malformed_streams_are_refused(lenet: nn.Module) -> None:
     x = np.zeros((4, 1, 28, 28), np.uint8)
-    with pytest.raises(DataError, match=r"\(batch, ids\) pairs"):
-        extract(lenet, [(x, ["a"] * 4, [0] * 4)], transform=TRANSFORM)
+    with pytest.raises(DataError, match=r"\(batch, ids\) or \(batch, ids, labels\)"):
+        extract(lenet, [(x, ["a"] * 4, [0] * 4, None)], transform=TRANSFORM)
+    with pytest.raises(DataError, match="label every batch or none"):
+        extract(lenet, [(x, list("abcd"), [0] * 4), (x, list("efgh"))], transform=TRANSFORM)
+    with pytest.raises(DataError, match="integer class indices"):
+        extract(lenet, [(x, list("abcd"), [0, 1])], transform=TRANSFORM)
     with pytest.raises(DataError, match="exactly B ids"):
         extract(lenet, [(x, ["a", "b"])], transform=TRANSFORM)
     with pytest.raises(DataError, match="'a' occurs more than once"):

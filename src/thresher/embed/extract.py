@@ -284,7 +284,7 @@ def run_extraction(
     return Embeddings(
         values=values,
         ids=all_ids,
-        labels=source.labels,
+        labels=source.labels(),
         layer=layer,
         model_fingerprint=model_fp,
         dataset_fingerprint=source.fingerprint(),
@@ -385,7 +385,7 @@ class _Source:
     batches: Iterator[tuple[torch.Tensor, np.ndarray]]
     rows: int | None
     num_batches: int | None
-    labels: np.ndarray | None
+    labels: Callable[[], np.ndarray | None]  # a stream's labels are known once it is read
     fingerprint: Callable[[], str]
 
 
@@ -416,7 +416,7 @@ def _source_for(data: Data, *, batch_size: int, limit: int | None, known_fp: str
             for s, e in ((s, min(s + batch_size, n)) for s in starts)
         )
         labels = None if data.labels is None else np.array(data.labels[:n])
-        return _Source(batches, n, len(starts), labels, lambda: known_fp or "")
+        return _Source(batches, n, len(starts), lambda: labels, lambda: known_fp or "")
     if not isinstance(data, Iterable):
         raise DataError(
             f"cannot embed a {type(data).__name__}; pass an ImageDataset or an iterable of "
@@ -427,21 +427,38 @@ def _source_for(data: Data, *, batch_size: int, limit: int | None, known_fp: str
         num_batches: int | None = len(data)  # type: ignore[arg-type]
     except TypeError:
         num_batches = None
-    stream = _stream_batches(data, limit=limit, digest=None if known_fp else digest)
-    return _Source(stream, None, num_batches, None, lambda: known_fp or digest.hexdigest())
+    collected: list[np.ndarray] = []
+    stream = _stream_batches(
+        data, limit=limit, digest=None if known_fp else digest, labels_out=collected
+    )
+
+    def stream_labels() -> np.ndarray | None:
+        return np.concatenate(collected).astype(np.int64) if collected else None
+
+    return _Source(stream, None, num_batches, stream_labels, lambda: known_fp or digest.hexdigest())
 
 
 def _stream_batches(
-    data: Iterable[Any], *, limit: int | None, digest: Any | None
+    data: Iterable[Any], *, limit: int | None, digest: Any | None, labels_out: list[np.ndarray]
 ) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    """A stream's ``(batch, ids)`` or ``(batch, ids, labels)`` items as tensors and id arrays;
+    labels (class indices) travel with their batch into ``labels_out``, all or none."""
     seen = 0
-    for item in data:
-        if not (isinstance(item, tuple | list) and len(item) == 2):
+    labelled: bool | None = None
+    for k, item in enumerate(data):
+        if not (isinstance(item, tuple | list) and len(item) in (2, 3)):
             raise DataError(
-                f"an unlabelled stream must yield (batch, ids) pairs, got a {type(item).__name__}; "
-                "yield (x, ids) with x of shape (B, C, H, W) and B ids"
+                f"a stream must yield (batch, ids) or (batch, ids, labels), got a "
+                f"{type(item).__name__}; yield (x, ids) with x of shape (B, C, H, W) and B ids"
             )
-        batch, raw_ids = item
+        if labelled is None:
+            labelled = len(item) == 3
+        elif labelled != (len(item) == 3):
+            raise DataError(
+                f"stream batch {k} {'lacks' if labelled else 'has'} labels but batch 0 "
+                f"{'has' if labelled else 'lacks'} them; label every batch or none"
+            )
+        batch, raw_ids = item[0], item[1]
         x = batch if isinstance(batch, torch.Tensor) else as_tensor(np.asarray(batch))
         if isinstance(raw_ids, torch.Tensor):
             raw_ids = raw_ids.cpu().numpy()
@@ -451,9 +468,23 @@ def _stream_batches(
                 f"a stream batch of shape {tuple(x.shape)} came with {len(ids)} ids; batches "
                 "must be (B, C, H, W) with exactly B ids"
             )
+        batch_labels = None
+        if len(item) == 3:
+            raw_labels = item[2]
+            if isinstance(raw_labels, torch.Tensor):
+                raw_labels = raw_labels.cpu().numpy()
+            batch_labels = np.asarray(raw_labels).reshape(-1)
+            if len(batch_labels) != len(ids) or batch_labels.dtype.kind not in "iu":
+                raise DataError(
+                    f"stream batch {k} has {len(ids)} ids but labels of shape "
+                    f"{batch_labels.shape} ({batch_labels.dtype}); give B integer class indices"
+                )
         if limit is not None and seen + len(ids) > limit:
             keep = limit - seen
             x, ids = x[:keep], ids[:keep]
+            batch_labels = None if batch_labels is None else batch_labels[:keep]
+        if batch_labels is not None:
+            labels_out.append(batch_labels)
         if digest is not None:
             digest.update("\x00".join(ids.tolist()).encode() + b"\x01")
             digest.update(f"{tuple(x.shape)}{x.dtype}".encode())
