@@ -249,3 +249,29 @@ def test_init_on_an_image_folder_caches_pixels_in_the_run(cli, tmp_path: Path) -
     assert exported
     source = folder / "train" / exported[0].parent.name / exported[0].name
     assert exported[0].read_bytes() == source.read_bytes()  # the original file, not re-encoded
+
+
+def _rss_file_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+def test_reading_a_memory_map_does_not_keep_it_resident(tmp_path: Path) -> None:
+    from thresher.data.types import release_mapped_pages
+
+    big = np.lib.format.open_memmap(
+        tmp_path / "a.npy", mode="w+", dtype=np.uint8, shape=(64, 1 << 20)
+    )
+    big[:] = 7
+    big.flush()
+    del big
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    before = _rss_file_bytes()
+    assert int(mapped[:, ::4096].sum()) == 7 * 64 * 256  # touches every page
+    assert _rss_file_bytes() - before > 48 << 20
+    release_mapped_pages(mapped[3:5])  # a view releases its whole map
+    assert _rss_file_bytes() - before < 16 << 20
+    assert int(mapped[10, 0]) == 7  # still readable
+    release_mapped_pages(np.zeros(3))  # in-memory arrays: nothing to do

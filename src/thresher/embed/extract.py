@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from thresher.data.types import ImageDataset
+from thresher.data.types import ImageDataset, release_mapped_pages
 from thresher.device import as_tensor, resolve_device
 from thresher.embed.tap import LayerTap, Pooling
 from thresher.errors import ConfigError, DataError, ModelError, ThresherError
@@ -411,10 +411,15 @@ def _source_for(data: Data, *, batch_size: int, limit: int | None, known_fp: str
     if isinstance(data, ImageDataset):
         n = len(data) if limit is None else min(limit, len(data))
         starts = range(0, n, batch_size)
-        batches = (
-            (as_tensor(data.images[s:e]), data.ids[s:e])
-            for s, e in ((s, min(s + batch_size, n)) for s in starts)
-        )
+
+        def dataset_batches() -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+            for s in starts:
+                e = min(s + batch_size, n)
+                x = as_tensor(data.images[s:e])
+                release_mapped_pages(data.images)  # a memory-mapped set stays out of the RSS
+                yield x, data.ids[s:e]
+
+        batches = dataset_batches()
         labels = None if data.labels is None else np.array(data.labels[:n])
         return _Source(batches, n, len(starts), lambda: labels, lambda: known_fp or "")
     if not isinstance(data, Iterable):

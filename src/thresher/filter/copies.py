@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from thresher.data.types import release_mapped_pages
 from thresher.device import as_tensor
 from thresher.errors import ConfigError, DataError
 from thresher.neighbours import NeighbourIndex, normalise_rows
@@ -184,6 +185,7 @@ def copy_scores(
         # Float copies are made block by block: the stored (often uint8) array is never
         # duplicated whole, so memory stays that of the data set plus one block.
         x = as_tensor(images[rows]).float() / scale
+        release_mapped_pages(images)
         if tuple(x.shape[2:]) != (h, w):
             x = torch.nn.functional.interpolate(x, size=(h, w), mode="area")
         return x
