@@ -275,3 +275,23 @@ def test_reading_a_memory_map_does_not_keep_it_resident(tmp_path: Path) -> None:
     assert _rss_file_bytes() - before < 16 << 20
     assert int(mapped[10, 0]) == 7  # still readable
     release_mapped_pages(np.zeros(3))  # in-memory arrays: nothing to do
+
+
+def test_rows_of_a_map_are_read_without_mapping_them(tmp_path: Path) -> None:
+    from thresher.data.types import read_rows
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=(5000, 3, 16, 16), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", data)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    before = _rss_file_bytes()
+    rows = rng.integers(0, 5000, size=700)
+    np.testing.assert_array_equal(read_rows(mapped, rows), data[rows])
+    np.testing.assert_array_equal(read_rows(mapped, slice(10, 900)), data[10:900])
+    np.testing.assert_array_equal(read_rows(mapped, slice(10, 900, 7)), data[10:900:7])
+    np.testing.assert_array_equal(read_rows(mapped, np.array([-1])), data[[-1]])
+    assert _rss_file_bytes() - before < 1 << 20  # nothing of the map became resident
+    np.testing.assert_array_equal(read_rows(mapped[100:200], [0, 5]), data[[100, 105]])  # a view
+    np.testing.assert_array_equal(read_rows(data, rows), data[rows])  # in memory
+    with pytest.raises(IndexError, match="out of bounds"):
+        read_rows(mapped, np.array([5000]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,55 @@ import numpy as np
 from thresher.errors import DataError
 
 FINGERPRINT_CHUNK_BYTES = 64 << 20
+
+
+def read_rows(images: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
+    """``images[rows]`` as a new in-memory array.
+
+    For a whole memory-mapped ``.npy`` (a pixel cache) the rows are read with ``pread``: a
+    gather through the map would make gigabytes of it resident (the kernel maps whole
+    read-ahead windows around each touched row: 4,096 random 12 KB rows mapped 1.7 GB,
+    measured), a ``pread`` copies just the rows, at the same speed."""
+    whole_map = (
+        isinstance(images, np.memmap)
+        and isinstance(images.base, mmap.mmap)
+        and images.flags.c_contiguous
+        and images.filename is not None
+    )
+    if not whole_map or not isinstance(images, np.memmap):
+        out = np.asarray(images[rows])
+        release_mapped_pages(images)
+        return out
+    filename = str(images.filename)
+    base = int(images.offset)
+    row_bytes = int(np.prod(images.shape[1:])) * images.itemsize
+    fd = os.open(filename, os.O_RDONLY)
+    try:
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(images.shape[0])
+            if step == 1:
+                out = np.empty((max(0, stop - start), *images.shape[1:]), dtype=images.dtype)
+                _pread_into(fd, out, base + start * row_bytes)
+                return out
+            rows = np.arange(start, stop, step)
+        idx = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(idx), *images.shape[1:]), dtype=images.dtype)
+        for k, row in enumerate(idx.tolist()):
+            if not -images.shape[0] <= row < images.shape[0]:
+                raise IndexError(f"row {row} is out of bounds for {images.shape[0]} images")
+            _pread_into(fd, out[k], base + (row % images.shape[0]) * row_bytes)
+        return out
+    finally:
+        os.close(fd)
+
+
+def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
+    view = memoryview(out.data).cast("B")
+    while len(view):
+        got = os.preadv(fd, [view], offset)
+        if got <= 0:
+            raise OSError(f"short read at byte {offset} of a memory-mapped array")
+        view, offset = view[got:], offset + got
 
 
 def release_mapped_pages(array: Any) -> None:
@@ -198,6 +248,5 @@ class ImageDataset:
         row_bytes = max(1, int(np.prod(self.images.shape[1:])) * self.images.itemsize)
         step = max(1, FINGERPRINT_CHUNK_BYTES // row_bytes)
         for start in range(0, n, step):
-            h.update(np.ascontiguousarray(self.images[start : start + step]).data)
-            release_mapped_pages(self.images)
+            h.update(read_rows(self.images, slice(start, start + step)).data)
         return h.hexdigest()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from thresher.data.types import ImageDataset, release_mapped_pages
+from thresher.data.types import ImageDataset, read_rows
 from thresher.device import as_tensor, resolve_device
 from thresher.embed.tap import LayerTap, Pooling
 from thresher.errors import ConfigError, DataError, ModelError, ThresherError
@@ -415,8 +415,7 @@ def _source_for(data: Data, *, batch_size: int, limit: int | None, known_fp: str
         def dataset_batches() -> Iterator[tuple[torch.Tensor, np.ndarray]]:
             for s in starts:
                 e = min(s + batch_size, n)
-                x = as_tensor(data.images[s:e])
-                release_mapped_pages(data.images)  # a memory-mapped set stays out of the RSS
+                x = as_tensor(read_rows(data.images, slice(s, e)))  # a map stays out of the RSS
                 yield x, data.ids[s:e]
 
         batches = dataset_batches()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from thresher.data.types import release_mapped_pages
+from thresher.data.types import read_rows
 from thresher.device import as_tensor
 from thresher.errors import ConfigError, DataError
 from thresher.neighbours import NeighbourIndex, normalise_rows
@@ -184,8 +184,7 @@ def copy_scores(
     def pixels(rows: np.ndarray | slice) -> torch.Tensor:
         # Float copies are made block by block: the stored (often uint8) array is never
         # duplicated whole, so memory stays that of the data set plus one block.
-        x = as_tensor(images[rows]).float() / scale
-        release_mapped_pages(images)
+        x = as_tensor(read_rows(images, rows)).float() / scale
         if tuple(x.shape[2:]) != (h, w):
             x = torch.nn.functional.interpolate(x, size=(h, w), mode="area")
         return x

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from thresher.data.types import ImageDataset, release_mapped_pages
+from thresher.data.types import ImageDataset, read_rows
 from thresher.device import as_tensor, resolve_device
 from thresher.errors import ConfigError, DataError
 from thresher.models import InputTransform, create_model, model_spec, transform_for
@@ -240,9 +240,7 @@ def batch_gatherer(
 
         def from_map(batch: torch.Tensor) -> torch.Tensor:
             rows = idx[batch.cpu().numpy()]
-            x = torch.from_numpy(np.asarray(images[rows]))
-            release_mapped_pages(images)
-            return x.to(device)
+            return torch.from_numpy(read_rows(images, rows)).to(device)
 
         return from_map
     resident = images_to_device(images[idx], device)
@@ -531,8 +529,12 @@ def predict(
         with autocast(prec, dev):
             for a in range(0, images.shape[0], batch_size):
                 # batch by batch: a memory-mapped set is read a batch at a time, never whole
-                x = tf(as_tensor(images[a : a + batch_size]).to(dev))
-                release_mapped_pages(images)
+                batch = (  # a memory map is read, not mapped
+                    read_rows(images, slice(a, a + batch_size))
+                    if isinstance(images, np.ndarray)
+                    else images[a : a + batch_size]
+                )
+                x = tf(as_tensor(batch).to(dev))
                 logits = model(x).float()
                 if test_time_flip:
                     logits = (logits + model(x.flip(-1)).float()) / 2
