@@ -219,7 +219,7 @@ class ImageDataset:
         if len(np.unique(idx)) != len(idx):
             raise DataError(f"{self.name}: a subset may not repeat a sample")
         return ImageDataset(
-            images=self.images[idx],
+            images=read_rows(self.images, idx),
             labels=None if self.labels is None else self.labels[idx],
             ids=self.ids[idx],
             classes=self.classes,
