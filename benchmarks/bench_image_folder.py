@@ -18,8 +18,9 @@ files one after another at full size (what ``load_image_folder`` does; it also k
 and the whole decoded array in memory, which at 200,000 x 224 px is a 28 GiB allocation).
 
 ``--kill-at F`` kills the init process (SIGKILL) once a fraction F of the pixel cache is
-written, runs the same init again (it resumes), and compares the resumed cache with a second,
-uninterrupted build of the same folder (sha256 of ``images.npy``).
+written and the embed process once a fraction F of its parts are stored, runs each again (they
+resume), and compares the resumed pixel cache and embeddings with an uninterrupted init and
+embed of the same folder in a second run (sha256 of ``images.npy`` and ``values.npy``).
 """
 
 from __future__ import annotations
@@ -183,6 +184,15 @@ def main() -> None:
         figures["killed_after_seconds"] = killed["seconds"]
     stages = {}
     stages["init"] = measured(init)
+    if args.kill_at is not None:  # the embedding too: killed once its parts pass the fraction
+        n_parts = -(-args.images // 32_768)
+
+        def embed_cut() -> bool:
+            return len(list(run.glob("embeddings/*/parts/*.npz"))) >= args.kill_at * n_parts
+
+        cut_embed = measured(["embed", str(run), "--json"], kill_when=embed_cut)
+        print(f"embed killed (SIGKILL) after {cut_embed['seconds']:.1f} s: {cut_embed['killed']}")
+        figures["embed_killed_after_seconds"] = cut_embed["seconds"]
     stages["embed"] = measured(["embed", str(run), "--json"])
     stages["filter"] = measured(["filter", str(run), "--json"])
     for name, res in stages.items():
@@ -201,6 +211,10 @@ def main() -> None:
             clean / "pixels" / "train" / "images.npy"
         )
         figures["uninterrupted_init"] = {k: whole[k] for k in ("seconds", "peak_anon_gib")}
+        measured(["embed", str(clean), "--json"])
+        figures["embedding_resumed_identical"] = file_hash(
+            next(run.glob("embeddings/*/values.npy"))
+        ) == file_hash(next(clean.glob("embeddings/*/values.npy")))
         shutil.rmtree(clean, ignore_errors=True)
         report = json.loads(whole["stdout"])  # the decode rate of the uninterrupted build
     caches = report["pixel_cache"].values()
@@ -235,6 +249,11 @@ def main() -> None:
         f"{decode_rate:,.0f} images/s; reference serial full-size decode: {ref_rate:,.0f} "
         f"images/s; ratio {decode_rate / ref_rate:.2f}x"
     )
+    if "embedding_resumed_identical" in figures:
+        print(
+            f"  SIGKILL during embed then resume: identical embeddings = "
+            f"{figures['embedding_resumed_identical']}"
+        )
     if "resumed_identical" in figures:
         print(
             f"  SIGKILL at {args.kill_at:.0%} then resume: identical cache = {figures['resumed_identical']}"

@@ -474,3 +474,42 @@ def test_label_issues_reach_the_point_panel_the_filter_form_and_the_grids(
         assert bad.status_code in (400, 422)
     finally:
         run.write_json("filter/latest.json", {"tag": before})
+
+
+def test_a_large_body_is_refused_before_it_is_read(client: TestClient) -> None:
+    import asyncio
+
+    from thresher.app.server import MAX_BODY_BYTES, BodyLimit
+
+    big = b"x" * (50 << 20)
+    r = client.post("/api/filter", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert "request body over" in r.json()["error"]
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(800):  # 50 MB in 64 KB chunks, no Content-Length (chunked)
+            yield b"x" * (64 << 10)
+
+    r = client.post("/api/filter", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    ok = client.post("/api/filter", json={"outliers": 5, "similar": 5})
+    assert ok.status_code == 202  # a normal request still passes
+
+    # the declared-length refusal reads nothing of the body (the test client sends it whole)
+    reads, sent = {"n": 0}, []
+
+    async def receive() -> dict:
+        reads["n"] += 1
+        return {"type": "http.request", "body": b"x" * 65536, "more_body": True}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def never(scope: dict, receive: object, send: object) -> None:
+        raise AssertionError("the app must not run")
+
+    scope = {"type": "http", "method": "POST", "path": "/api/filter",
+             "headers": [(b"content-length", str(50 << 20).encode())]}  # fmt: skip
+    asyncio.run(BodyLimit(never, limit=MAX_BODY_BYTES)(scope, receive, send))
+    assert reads["n"] == 0
+    assert sent[0]["status"] == 413
