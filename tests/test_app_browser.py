@@ -168,9 +168,20 @@ def test_click_a_point_in_the_cloud_shows_its_panel(
     assert 0 not in _images_loaded(page, "#point-panel img")
     assert page.locator("#neighbours img").count() == 8
     page.screenshot(path=str(artefacts / "cloud-click.png"))
+    colours = "document.getElementById('cloud-plot').data.map(t => [t.name, t.marker.color])"
+    by_group = dict((n.split(" ")[0], c) for n, c in page.evaluate(colours))
+    assert by_group == {"kept": "#2ca02c", "outlier": "#d62728", "similar": "#1f77b4"}
     page.select_option("#cloud-colour", "label")
     page.wait_for_function("document.querySelectorAll('#cloud-plot .legendtext').length === 10")
     page.screenshot(path=str(artefacts / "cloud-by-class.png"))
+    if page.locator('#cloud-colour option[value="archetype"]').is_enabled():
+        page.select_option("#cloud-colour", "archetype")
+        page.wait_for_function(
+            "document.getElementById('cloud-plot').data.some(t => t.name.startsWith('safe'))"
+        )
+        by_type = dict((n.split(" ")[0], c) for n, c in page.evaluate(colours))
+        assert by_type["safe"] == by_group["kept"]  # green means fine in every mode
+        assert by_type.get("outlier", "#d62728") == by_group["outlier"]  # red means outlier
 
 
 def test_removed_grids_pair_each_near_duplicate_with_its_original(

@@ -295,3 +295,18 @@ def test_rows_of_a_map_are_read_without_mapping_them(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_rows(data, rows), data[rows])  # in memory
     with pytest.raises(IndexError, match="out of bounds"):
         read_rows(mapped, np.array([5000]))
+
+
+def test_the_filter_reads_a_mapped_pixel_cache_without_mapping_it(tmp_path: Path) -> None:
+    from thresher.filter import filter_dataset
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(3000, 3, 32, 32), dtype=np.uint8)
+    np.save(tmp_path / "p.npy", pixels)
+    mapped = np.load(tmp_path / "p.npy", mmap_mode="r")
+    values = rng.normal(size=(3000, 8)).astype(np.float32)
+    same = filter_dataset(values, images=pixels, outliers=0.01, similar=0.01)  # loads libraries
+    before = _rss_file_bytes()
+    result = filter_dataset(values, images=mapped, outliers=0.01, similar=0.01)
+    assert _rss_file_bytes() - before < 3 << 20  # the 9 MB map was read, not mapped
+    np.testing.assert_array_equal(result.kept, same.kept)

@@ -190,7 +190,9 @@ def filter_dataset(
     outlier_x = values if space == "original" else reduced
     pixel = None
     if images is not None and copies and similar > 0:
-        pixel = copy_scores(np.asarray(images), embeddings=values, seed=seed)
+        # as given: np.asarray would turn a memory map into a plain view of all its pages
+        pixels = images if isinstance(images, np.ndarray) else np.asarray(images)
+        pixel = copy_scores(pixels, embeddings=values, seed=seed)
 
     rep_id = np.full(n, "", dtype=object)
     n_copies = 0

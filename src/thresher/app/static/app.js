@@ -3,6 +3,9 @@
 "use strict";
 
 const COLOURS = { kept: "#2ca02c", outlier: "#d62728", similar: "#1f77b4", other: "#7f7f7f" };
+// one meaning per colour in every mode: green = fine (kept, safe), red = outlier (removed as
+// one, or the archetype), grey = nothing to say
+const ARCHETYPE_COLOURS = { safe: "#2ca02c", border: "#ff7f0e", rare: "#9467bd", outlier: "#d62728", none: "#7f7f7f" };
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
   "#7f7f7f", "#bcbd22", "#17becf"];
 const T = (window.thresher = { timings: {}, loaded: {} });  // state + test hooks
@@ -157,7 +160,10 @@ function drawCloud() {
     const x = new Float32Array(rows.length), y = new Float32Array(rows.length), z = new Float32Array(rows.length);
     rows.forEach((r, j) => { x[j] = cloud.coords[3 * r]; y[j] = cloud.coords[3 * r + 1]; z[j] = cloud.coords[3 * r + 2]; });
     const name = k < 0 ? "none" : (names[k] ?? String(k));
-    const colour = by === "group" ? COLOURS[name] : PALETTE[t % PALETTE.length];
+    // a class keeps its colour whichever classes are present (indexed by class, not by trace)
+    const colour = by === "group" ? COLOURS[name]
+      : by === "archetype" ? (ARCHETYPE_COLOURS[name] ?? COLOURS.other)
+      : PALETTE[(k < 0 ? t : k) % PALETTE.length];
     return { type: "scatter3d", mode: "markers", name: `${name} (${rows.length})`, x, y, z,
       // squares: plotly draws each marker as a glyph mesh, and a square's is 2.5x cheaper
       marker: { size: cloud.n > 20000 ? 1.5 : 3, color: colour, symbol: "square" }, hoverinfo: "name" };
