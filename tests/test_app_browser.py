@@ -169,7 +169,7 @@ def test_click_a_point_in_the_cloud_shows_its_panel(
     assert page.locator("#neighbours img").count() == 8
     page.screenshot(path=str(artefacts / "cloud-click.png"))
     colours = "document.getElementById('cloud-plot').data.map(t => [t.name, t.marker.color])"
-    by_group = dict((n.split(" ")[0], c) for n, c in page.evaluate(colours))
+    by_group = {n.split(" ")[0]: c for n, c in page.evaluate(colours)}
     assert by_group == {"kept": "#2ca02c", "outlier": "#d62728", "similar": "#1f77b4"}
     page.select_option("#cloud-colour", "label")
     page.wait_for_function("document.querySelectorAll('#cloud-plot .legendtext').length === 10")
@@ -179,7 +179,7 @@ def test_click_a_point_in_the_cloud_shows_its_panel(
         page.wait_for_function(
             "document.getElementById('cloud-plot').data.some(t => t.name.startsWith('safe'))"
         )
-        by_type = dict((n.split(" ")[0], c) for n, c in page.evaluate(colours))
+        by_type = {n.split(" ")[0]: c for n, c in page.evaluate(colours)}
         assert by_type["safe"] == by_group["kept"]  # green means fine in every mode
         assert by_type.get("outlier", "#d62728") == by_group["outlier"]  # red means outlier
 
