@@ -498,3 +498,18 @@ def test_a_bad_interface_is_refused_before_any_write(cli, tmp_path: Path) -> Non
     _refused(cli, ["init", str(run), "--interface", f"{path}:NoModel"], run, "get_model()")
     _refused(cli, ["init", str(run), "--interface", f"{path}:Digits", "--data", "digits"], run,
              "--data do not go with --interface")  # fmt: skip
+
+
+def test_a_model_without_weights_is_the_same_for_the_same_seed(tmp_path: Path) -> None:
+    from thresher.models.fingerprint import model_fingerprint
+    from thresher.workflows.init import init_model_run
+    from thresher.workflows.run import DataSpec, open_run, run_model
+
+    prints = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        res = init_model_run(
+            tmp_path / name, data=DataSpec(name="digits"), model="resnet20", seed=seed
+        )
+        prints.append(model_fingerprint(run_model(open_run(res.run_dir))))
+    assert prints[0] == prints[1]
+    assert prints[0] != prints[2]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from torch import nn
 
 from thresher.data import ImageDataset
@@ -154,7 +155,9 @@ def init_model_run(
             f"train and test splits name different classes ({len(train.classes)} vs "
             f"{len(test.classes)}); both splits need the same class folders"
         )
-    net = create_model(model, num_classes=probe.num_classes, in_channels=probe.channels)
+    with torch.random.fork_rng():  # what weights do not set comes from --seed, not from chance
+        torch.manual_seed(seed)
+        net = create_model(model, num_classes=probe.num_classes, in_channels=probe.channels)
     if weights is not None:
         load_weights(net, Path(weights).expanduser())  # names missing/unexpected keys, shapes
     net.eval()
