@@ -233,7 +233,8 @@ def main() -> None:
                 for k, v in stages.items()
             },
             "peak_rss_gib_any_stage": max(v["peak_rss_gib"] for v in stages.values()),
-            "init_images_per_second": n / stages["init"]["seconds"],
+            # with --kill-at the timed init is the resumed one (it decodes only what is left)
+            "init_images_per_second": None if args.kill_at else n / stages["init"]["seconds"],
             "pixel_cache_images_per_second": decode_rate,
             "reference_serial_decode_images_per_second": ref_rate,
             "plan": meta,

@@ -98,7 +98,12 @@ def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = N
     here, before any data are read or results written."""
     from thresher.train import Recipe
 
-    require_model(run, "retraining (evaluate, compare, reduce)")
+    if is_embeddings_run(run):  # retraining needs the architecture, not the trained weights
+        raise RunError(
+            f"retraining (evaluate, compare, reduce) needs the model, but {run.path} was made "
+            "from precomputed embeddings (thresher init --embeddings); make a run with the "
+            f"model instead: {MODEL_COMMANDS}"
+        )
     rec = Recipe.from_dict(run.config["recipe"])
     if epochs is not None:
         if epochs < 1:
@@ -165,7 +170,11 @@ def require_model(run: Run, what: str) -> None:
             "(thresher init --embeddings); make a run with the model instead: "
             f"{MODEL_COMMANDS}"
         )
-    run.require_step("train", command=MODEL_COMMANDS, what="model")
+    if not run.has_step("train"):
+        raise RunError(
+            f"{run.path} has no trained model; run `thresher train` into it first (or make "
+            "the run from a model you have with `thresher init --model`)"
+        )
 
 
 def run_model(run: Run) -> nn.Module:
