@@ -21,6 +21,15 @@ from PIL import Image
 from thresher.errors import DataError
 from thresher.progress import track
 
+# What Pillow raises for a file it cannot decode (a decompression bomb warning is an error here:
+# a header claiming a gigapixel image is a damaged file, not a reason to allocate).
+DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 GREY_MODES = frozenset({"1", "L", "LA", "La", "F", "I", "I;16", "I;16B", "I;16L", "I;16N"})
 
 
@@ -66,13 +75,7 @@ def decode_images(
                 with Image.open(io.BytesIO(blob)) as im:
                     im.load()
                     arr = pil_to_array(im)
-            except (
-                OSError,
-                ValueError,
-                SyntaxError,
-                Image.DecompressionBombError,
-                Image.DecompressionBombWarning,
-            ) as err:
+            except DECODE_ERRORS as err:
                 raise DataError(
                     f"{name}: cannot decode image {sample_id} ({type(err).__name__}: {err}); "
                     "delete or replace that file"

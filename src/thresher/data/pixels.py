@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from thresher.data.decode import DECODE_ERRORS
 from thresher.data.types import ImageDataset
 from thresher.errors import ConfigError, DataError
 
@@ -350,13 +351,7 @@ def decode_file(path: Path, *, size: int, channels: int, resize: str) -> np.ndar
                 )
     except DataError:
         raise
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as err:
+    except DECODE_ERRORS as err:
         raise DataError(f"{type(err).__name__}: {err}") from err
 
 
