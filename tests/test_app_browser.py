@@ -135,6 +135,11 @@ def test_overview_shows_counts_and_sample_grids(page: Any, base_url: str, artefa
     assert len(widths) == 100
     assert set(widths) == {8}
     page.screenshot(path=str(artefacts / "overview.png"), full_page=True)
+    # plotly.js (4.8 MB) is neither fetched nor parsed for a view without a plot
+    assert page.evaluate("typeof window.Plotly") == "undefined"
+    assert not page.evaluate(
+        "performance.getEntriesByType('resource').some(r => r.name.includes('plotly'))"
+    )
 
 
 def _test_size(page: Any, base_url: str) -> int:

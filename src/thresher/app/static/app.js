@@ -10,14 +10,19 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
   "#7f7f7f", "#bcbd22", "#17becf"];
 const T = (window.thresher = { timings: {}, loaded: {} });  // state + test hooks
 
-// plotly.js (4.8 MB) loads in parallel with the first view's data instead of blocking the page
-const plotlyReady = new Promise((resolve, reject) => {
-  const s = document.createElement("script");
-  s.src = "/vendor/plotly.min.js";
-  s.onload = () => { T.timings.plotlyLoaded = performance.now(); resolve(); };
-  s.onerror = () => reject(new Error("could not load /vendor/plotly.min.js (is plotly installed?)"));
-  document.head.append(s);
-});
+// plotly.js (4.8 MB) is fetched and parsed only when a view draws a plot (the cloud), once,
+// in parallel with that view's data: the other views never pay for it
+let plotlyPromise = null;
+function plotlyReady() {
+  plotlyPromise ??= new Promise((resolve, reject) => {
+    const s = document.createElement("script");
+    s.src = "/vendor/plotly.min.js";
+    s.onload = () => { T.timings.plotlyLoaded = performance.now(); resolve(); };
+    s.onerror = () => reject(new Error("could not load /vendor/plotly.min.js (is plotly installed?)"));
+    document.head.append(s);
+  });
+  return plotlyPromise;
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -121,9 +126,10 @@ async function loadCloud(tag) {
   if (T.timings.cloudRequested == null) T.timings.cloudRequested = performance.now();
   const status = document.getElementById("cloud-status");
   status.textContent = "loading…";
+  const plotly = plotlyReady();  // starts the download beside the data request
   const c = await api(`/api/cloud?tag=${encodeURIComponent(tag)}`);
   if (T.timings.cloudFetched == null) T.timings.cloudFetched = performance.now();
-  await plotlyReady;
+  await plotly;
   cloud = {
     tag: c.tag, n: c.n, groups: c.groups, classes: c.classes,
     coords: b64(c.coords, Float32Array), group: b64(c.group, Uint8Array),
