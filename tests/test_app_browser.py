@@ -248,6 +248,23 @@ def test_diagnostics_and_reduction_show_what_exists(
     page.goto(f"{base_url}/#reduce")
     page.wait_for_function("window.thresher.loaded.reduce === 0")
     assert "no reduction results yet" in page.locator("#area-reduce").inner_text()
+    # a wide table (the LRP-GUS trace's per-class lists) scrolls inside its box, not the page
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    state = page.request.get(f"{base_url}/api/overview").json()
+    run_dir = Path(state["run"])
+    (run_dir / "reduce").mkdir(exist_ok=True)
+    wide = pa.table({"iteration": list(range(5)), "counts": [list(range(400))] * 5})
+    pq.write_table(wide, run_dir / "reduce" / "trace.parquet")
+    try:
+        page.reload()
+        page.wait_for_function("window.thresher.loaded.reduce === 1")
+        assert page.locator("#area-reduce table").count() == 1
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= page.evaluate("window.innerWidth")
+    finally:
+        (run_dir / "reduce" / "trace.parquet").unlink()
 
 
 # --- 50,000 points: time to first render (recorded, never asserted) --------------------------
