@@ -175,6 +175,9 @@ def test_click_a_point_in_the_cloud_shows_its_panel(
     page.screenshot(path=str(artefacts / "cloud-click.png"))
     colours = "document.getElementById('cloud-plot').data.map(t => [t.name, t.marker.color])"
     by_group = {n.split(" ")[0]: c for n, c in page.evaluate(colours)}
+    hover = page.evaluate("document.getElementById('cloud-plot').data[0].text[0]")
+    assert hover.startswith("digits/")  # the image's id and class, not only "kept (N)"
+    assert " · " in hover
     assert by_group == {"kept": "#2ca02c", "outlier": "#d62728", "similar": "#1f77b4"}
     page.select_option("#cloud-colour", "label")
     page.wait_for_function("document.querySelectorAll('#cloud-plot .legendtext').length === 10")

@@ -233,6 +233,7 @@ class RunState:
             "label": _b64(labels.astype("<i2")),
             "archetype": None if arch_codes is None else _b64(arch_codes.astype("<i2")),
             "archetype_names": arch_names,
+            "ids": [str(i) for i in v.ids],  # hover text: which image, not only its group
         }
 
     def point(self, tag: str | None, index: int, neighbours: int = 8) -> dict[str, Any]:

@@ -135,7 +135,7 @@ async function loadCloud(tag) {
     coords: b64(c.coords, Float32Array), group: b64(c.group, Uint8Array),
     label: b64(c.label, Int16Array),
     archetype: c.archetype ? b64(c.archetype, Int16Array) : null,
-    archetypeNames: c.archetype_names,
+    archetypeNames: c.archetype_names, ids: c.ids,
   };
   const opt = document.querySelector('#cloud-colour option[value="archetype"]');
   opt.disabled = !cloud.archetype;
@@ -170,9 +170,12 @@ function drawCloud() {
     const colour = by === "group" ? COLOURS[name]
       : by === "archetype" ? (ARCHETYPE_COLOURS[name] ?? COLOURS.other)
       : PALETTE[(k < 0 ? t : k) % PALETTE.length];
-    return { type: "scatter3d", mode: "markers", name: `${name} (${rows.length})`, x, y, z,
+    // hover names the image and its class, then the group it is drawn in
+    const text = Array.from(rows, (r) => `${cloud.ids[r]} · ${cloud.classes[cloud.label[r]] ?? "unlabelled"}`);
+    return { type: "scatter3d", mode: "markers", name: `${name} (${rows.length})`, x, y, z, text,
+      hovertemplate: "%{text}<extra>" + name + "</extra>",
       // squares: plotly draws each marker as a glyph mesh, and a square's is 2.5x cheaper
-      marker: { size: cloud.n > 20000 ? 1.5 : 3, color: colour, symbol: "square" }, hoverinfo: "name" };
+      marker: { size: cloud.n > 20000 ? 1.5 : 3, color: colour, symbol: "square" } };
   });
   if (T.timings.cloudTraces == null) T.timings.cloudTraces = performance.now();
   const gd = document.getElementById("cloud-plot");
