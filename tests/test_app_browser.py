@@ -135,6 +135,8 @@ def test_overview_shows_counts_and_sample_grids(page: Any, base_url: str, artefa
     assert len(widths) == 100
     assert set(widths) == {8}
     page.screenshot(path=str(artefacts / "overview.png"), full_page=True)
+    cursor = "getComputedStyle(document.querySelector('#overview-samples img')).cursor"
+    assert page.evaluate(cursor) != "pointer"  # the grid's thumbnails do nothing on click
     # plotly.js (4.8 MB) is neither fetched nor parsed for a view without a plot
     assert page.evaluate("typeof window.Plotly") == "undefined"
     assert not page.evaluate(
@@ -172,6 +174,8 @@ def test_click_a_point_in_the_cloud_shows_its_panel(
     )
     assert 0 not in _images_loaded(page, "#point-panel img")
     assert page.locator("#neighbours img").count() == 8
+    pointer = "getComputedStyle(document.querySelector('#neighbours img')).cursor"
+    assert page.evaluate(pointer) == "pointer"  # a neighbour opens its own panel
     page.screenshot(path=str(artefacts / "cloud-click.png"))
     colours = "document.getElementById('cloud-plot').data.map(t => [t.name, t.marker.color])"
     by_group = {n.split(" ")[0]: c for n, c in page.evaluate(colours)}

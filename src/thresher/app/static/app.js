@@ -55,7 +55,10 @@ function imageUrl(id, split = "train") {
 
 function thumb(id, caption, onclick) {
   const img = el("img", { class: "sample", src: imageUrl(id), alt: id, title: id, loading: "lazy" });
-  if (onclick) img.addEventListener("click", onclick);
+  if (onclick) {  // only a thumbnail that does something looks clickable
+    img.classList.add("clickable");
+    img.addEventListener("click", onclick);
+  }
   return el("div", { class: "tile" }, img, caption ? el("span", { text: caption }) : null);
 }
 
