@@ -177,7 +177,16 @@ def test_click_a_point_in_the_cloud_shows_its_panel(
     pointer = "getComputedStyle(document.querySelector('#neighbours img')).cursor"
     assert page.evaluate(pointer) == "pointer"  # a neighbour opens its own panel
     page.screenshot(path=str(artefacts / "cloud-click.png"))
-    colours = "document.getElementById('cloud-plot').data.map(t => [t.name, t.marker.color])"
+    # the selection: a marker on the point and a line to the kept image it duplicates
+    selected = page.evaluate(
+        "document.getElementById('cloud-plot').data.filter(t => t.name === 'selected')"
+        ".map(t => t.x.length)"
+    )
+    assert selected == [2]
+    colours = (
+        "document.getElementById('cloud-plot').data.filter(t => t.name !== 'selected')"
+        ".map(t => [t.name, t.marker.color])"
+    )
     by_group = {n.split(" ")[0]: c for n, c in page.evaluate(colours)}
     hover = page.evaluate("document.getElementById('cloud-plot').data[0].text[0]")
     assert hover.startswith("digits/")  # the image's id and class, not only "kept (N)"

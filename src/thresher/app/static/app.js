@@ -192,7 +192,8 @@ function drawCloud() {
     gd._thresherBound = true;
     gd.on("plotly_click", (ev) => {
       const p = ev.points && ev.points[0];
-      if (p) selectPoint(cloud.traceRows[p.curveNumber][p.pointNumber]).catch(showError);
+      if (!p || p.curveNumber >= cloud.traceRows.length) return;  // the selection marker itself
+      selectPoint(cloud.traceRows[p.curveNumber][p.pointNumber]).catch(showError);
     });
   }
   function mark() {
@@ -232,7 +233,23 @@ async function selectPoint(index) {
   parts.push(el("h3", { text: "nearest neighbours" }), el("div", { class: "grid", id: "neighbours" },
     ...p.neighbours.map((nb) => thumb(nb.id, `${nb.class ?? ""} ${nb.reason}`, () => selectPoint(nb.index)))));
   panel.replaceChildren(...parts);
+  showSelection(index, p.representative_index);
   T.loaded.point = p;
+}
+
+// the selected point as a black diamond, joined by a line to the kept image it duplicates
+function showSelection(index, rep) {
+  const gd = document.getElementById("cloud-plot");
+  if (!cloud || !window.Plotly || !gd.data) return;
+  const at = (i) => [cloud.coords[3 * i], cloud.coords[3 * i + 1], cloud.coords[3 * i + 2]];
+  const pts = rep == null ? [at(index)] : [at(index), at(rep)];
+  const trace = { type: "scatter3d", mode: rep == null ? "markers" : "lines+markers", name: "selected",
+    x: pts.map((q) => q[0]), y: pts.map((q) => q[1]), z: pts.map((q) => q[2]),
+    showlegend: false, hoverinfo: "skip",
+    marker: { size: 7, color: "#000", symbol: "diamond" }, line: { color: "#000", width: 4 } };
+  const n = cloud.traceRows.length;
+  if (gd.data.length > n) Plotly.deleteTraces(gd, n);
+  Plotly.addTraces(gd, trace);
 }
 T.selectPoint = selectPoint;
 
