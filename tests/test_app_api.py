@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
@@ -40,7 +41,7 @@ def build_app_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run shared by the app's test modules: mnist_lenet, 1 epoch, 200 real digits,
     one filter with its 3D view, and a few stand-in diagnostics files."""
     from thresher.workflows.filter import FilterSettings, run_filter
-    from thresher.workflows.run import DataSpec, open_run, run_dataset
+    from thresher.workflows.run import DataSpec, open_run
     from thresher.workflows.train import train_run
 
     out = tmp_path_factory.getbasetemp() / RUN_NAME
@@ -55,29 +56,15 @@ def build_app_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     run = open_run(out)
     run_filter(run, FilterSettings(outliers=0.05, similar=0.10), device="cpu")
-    # stand-ins for files a diagnostics step writes: the app lists whatever it finds
+    # real diagnostics (the report's sections) plus two extra files: the app lists them too
     from PIL import Image
 
+    from thresher.workflows.diagnose import diagnose_run
+
+    diagnose_run(run, only="accuracy,archetypes", k=5)
     diag = out / "diagnose"
-    diag.mkdir()
     Image.new("RGB", (40, 20), (200, 30, 30)).save(diag / "figure.png")
     (diag / "summary.json").write_text(json.dumps([{"class": "0", "f1": 0.9}]))
-    # the archetypes analysis's layout: per-item table + result with prototype ids
-    ids = run_dataset(run, "train").ids
-    run.write_table(
-        "diagnose/archetypes/items.parquet",
-        {"id": [str(i) for i in ids[:3]], "archetype": ["safe", "rare", "safe"]},
-    )
-    run.write_json(
-        "diagnose/archetypes/result.json",
-        {
-            "name": "archetypes",
-            "result": {
-                "classes": [str(d) for d in range(10)],
-                "prototype_ids": [[str(ids[c]), str(ids[c + 10]), None, None] for c in range(10)],
-            },
-        },
-    )
     (diag / "secret.png").symlink_to("/etc/passwd")  # must be neither listed nor served
     return out
 
@@ -113,20 +100,21 @@ def _result(run_dir: Path, tag: str | None = None) -> Any:
 
 
 # --- front end ---------------------------------------------------------------------------------
-def test_page_scripts_and_plotly_are_served_with_a_strict_policy(client: TestClient) -> None:
+def test_page_and_scripts_are_served_with_a_strict_policy(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200
     assert "<title>Thresher</title>" in page.text
-    assert "'self'" in page.headers["content-security-policy"]
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self';" in csp
+    assert "unsafe-eval" not in csp  # no plotly in the app: no code compiled from strings
     assert page.headers["x-content-type-options"] == "nosniff"
-    js = client.get("/static/app.js")
-    assert js.status_code == 200
-    assert js.headers["content-type"].startswith("text/javascript")
-    assert "plotly_click" in js.text
-    plotly = client.get("/vendor/plotly.min.js")
-    assert plotly.status_code == 200
-    assert len(plotly.content) > 1_000_000
+    for name in ("app.js", "cloud.js"):
+        js = client.get(f"/static/{name}")
+        assert js.status_code == 200
+        assert js.headers["content-type"].startswith("text/javascript")
+    assert "PointCloud3D" in client.get("/static/cloud.js").text
     assert client.get("/static/nothing.js").json() == {"error": "no static file 'nothing.js'"}
+    assert client.get("/vendor/plotly.min.js").status_code == 404
 
 
 # --- overview, samples, images -----------------------------------------------------------------
@@ -248,9 +236,16 @@ def test_cloud_is_compact_typed_arrays_matching_the_stored_result(
     res = _result(run_dir, tag)
     assert [c["groups"][g] for g in group] == res.reason.tolist()
     arch = np.frombuffer(base64.b64decode(c["archetype"]), "<i2")
-    assert c["archetype_names"] == ["rare", "safe"]
-    assert arch[:3].tolist() == [1, 0, 1]  # safe, rare, safe (codes in sorted name order)
-    assert (arch[3:] == -1).all()
+    items = pq.read_table(run_dir / "diagnose" / "archetypes" / "items.parquet").to_pydict()
+    assert c["archetype_names"] == sorted(set(items["archetype"]))  # codes in sorted name order
+    by_id = dict(zip(items["id"], items["archetype"], strict=True))
+    assert [c["archetype_names"][a] for a in arch] == [by_id[i] for i in res.ids]
+    # each near-duplicate points at the row of the kept image it duplicates
+    rep = np.frombuffer(base64.b64decode(c["representative"]), "<i4")
+    for i in np.flatnonzero(res.reason == "similar"):
+        assert res.ids[rep[i]] == res.representative_id[i]
+        assert res.kept[rep[i]]
+    assert (rep[res.reason != "similar"] == -1).all()
 
 
 def test_point_panel_shows_label_prediction_reason_representative_and_neighbours(
@@ -293,6 +288,9 @@ def test_removed_grids_by_reason_most_removable_first(client: TestClient, run_di
 def test_area_lists_figures_and_tables_but_not_symlinks(client: TestClient) -> None:
     names = [f["name"] for f in client.get("/api/area?area=diagnose").json()["files"]]
     assert names == [
+        "accuracy/figure.png",
+        "accuracy/result.json",
+        "archetypes/figure.png",
         "archetypes/items.parquet",
         "archetypes/result.json",
         "figure.png",
@@ -302,8 +300,8 @@ def test_area_lists_figures_and_tables_but_not_symlinks(client: TestClient) -> N
     assert png.headers["content-type"] == "image/png"
     assert png.content[:4] == b"\x89PNG"
     t = client.get("/api/area/table?area=diagnose&name=archetypes/items.parquet").json()
-    assert t["columns"] == ["id", "archetype"]
-    assert t["total_rows"] == 3
+    assert t["columns"][:4] == ["id", "label", "same_class_neighbours", "archetype"]
+    assert t["total_rows"] == TRAIN_SIZE
     j = client.get("/api/area/table?area=diagnose&name=summary.json").json()
     assert j["data"] == [{"class": "0", "f1": 0.9}]
     assert client.get("/api/area?area=reduce").json() == {"area": "reduce", "files": []}

@@ -159,3 +159,40 @@ def test_stop_after_cutoff_refuses_bad_values() -> None:
         ReduceSettings(stop_after_cutoff=-1)
     with pytest.raises(ConfigError, match="needs the drop cutoff"):
         ReduceSettings(cutoff="knee", stop_after_cutoff=3)
+
+
+def test_reduction_sections_show_the_cutoff_figures_and_a_readable_trace(tmp_path: Path) -> None:
+    """The app's Reduction view (and any report) draws the search from these sections."""
+    from fastapi.testclient import TestClient
+
+    from thresher.app.server import create_app
+    from thresher.report.reduction import reduction_sections
+
+    run = make_run(tmp_path)
+    settings = ReduceSettings(search=SearchSettings(p0=20, iterations=6, lim=0.4))
+    t, _val, _pool = search_pool(run, settings)
+    res = reduce_run(run, settings, scorer=CountScorer(t.labels))
+    found = reduction_sections(run)
+    assert [s.id for s in found] == ["search", "figures", "trace"]
+    summary = dict(tuple(row) for row in found[0].tables[0][1][1:])
+    assert summary["iterations"] == "6"
+    assert summary["state"] == "finished"
+    assert summary["cutoff (drop:0.03)"] == f"iteration {res.cutoff.iteration}"
+    assert summary["cutoff subset T_c (images)"] == str(res.cutoff.size)
+    assert next(alt for alt, _ in found[1].figures).startswith("accuracy against compression")
+    assert all(png[:4] == b"\x89PNG" for _, png in found[1].figures)
+    rows = found[2].tables[0][1]
+    assert rows[0] == ["iteration", "images", "r %", "accuracy %", "random balanced %",
+                       "action", "class"]  # fmt: skip
+    assert len(rows) == 1 + 6
+    assert all(len(r) == 7 for r in rows)  # no per-class lists: the table stays narrow
+    with TestClient(create_app(run.path)) as client:
+        got = client.get("/api/sections?area=reduce").json()["sections"]
+        assert [s["id"] for s in got] == ["search", "figures", "trace"]
+        png = client.get("/api/sections/figure?area=reduce&section=figures&index=1")
+        assert png.status_code == 200
+        assert png.content[:4] == b"\x89PNG"
+    run.file("reduce/cutoff.json").unlink()  # a search still running: the cutoff so far
+    running = dict(tuple(row) for row in reduction_sections(run)[0].tables[0][1][1:])
+    assert running["state"].startswith("in progress")
+    assert "so far" in reduction_sections(run)[0].note

@@ -296,3 +296,72 @@ def run_dataset_ids(run: object) -> np.ndarray:
     from thresher.workflows.run import run_dataset
 
     return run_dataset(run, "train").ids  # type: ignore[arg-type]
+
+
+# --- curation: tags from the shell, applied on export and in compare --------------------------
+def test_tag_export_and_compare_the_curated_set(cli: Cli, run_dir: Path, tmp_path: Path) -> None:
+    from thresher.workflows.filter import load_filter
+    from thresher.workflows.run import open_run
+
+    code, _, err = cli(["filter", str(run_dir), "--outliers", "5", "--similar", "10", "--json"])
+    assert code == 0, err
+    res = load_filter(open_run(run_dir))
+    kept = [str(i) for i in res.ids[res.kept]]
+    dropped = [str(i) for i in res.ids[~res.kept]]
+    ids_file = tmp_path / "bad.txt"
+    ids_file.write_text("\n".join(kept[:4]) + "\n")
+    try:
+        code, _, err = cli(["tag", str(run_dir), "--ids", str(ids_file), "--add", "remove"])
+        assert code == 0, err
+        code, _, err = cli(["tag", str(run_dir), "--id", dropped[0], "--add", "keep",
+                            "--add", "looks fine"])  # fmt: skip
+        assert code == 0, err
+        code, out, err = cli(["tag", str(run_dir), "--json"])
+        listing = json.loads(out)
+        assert listing["counts"] == {"remove": 4, "keep": 1, "looks fine": 1}
+        # bad requests: an unknown id, a bad tag, tags without ids; nothing changes
+        for args, needle in (
+            (["--id", "digits/none", "--add", "keep"], "not in the run's training split"),
+            (["--id", kept[0], "--add", "a;b"], "bad tag"),
+            (["--add", "keep"], "need images"),
+            (["--id", kept[0], "--add", "keep", "--add", "remove"], "not both"),
+        ):
+            code, _, err = cli(["tag", str(run_dir), *args])
+            assert code == 2, (args, err)
+            assert needle in " ".join(err.split()), (args, err)
+        code, out, _ = cli(["tag", str(run_dir), "--json"])
+        assert json.loads(out) == listing
+        # export applies the verdicts, --ignore-tags does not
+        out_file = tmp_path / "kept.txt"
+        code, out, err = cli(["export", str(run_dir), "--format", "txt", "--out", str(out_file)])
+        assert code == 0, err
+        assert "your tags removed 4 and put back 1" in " ".join(out.split())
+        exported = read_ids(out_file).tolist()
+        assert exported == sorted(set(kept[4:]) | {dropped[0]}, key=list(res.ids).index)
+        raw = tmp_path / "raw.txt"
+        code, _, err = cli(["export", str(run_dir), "--format", "txt", "--out", str(raw),
+                            "--ignore-tags"])  # fmt: skip
+        assert code == 0, err
+        assert read_ids(raw).tolist() == kept
+        # compare retrains the curated set beside a random one with the same class counts
+        code, out, err = cli(["compare", str(run_dir), "--subset", "curated", "--seeds", "2",
+                              "--epochs", "1", "--json"])  # fmt: skip
+        assert code == 0, err
+        table = json.loads(out)
+        assert table["methods"] == []
+        cell = table["subsets"]["curated"]
+        assert cell["size"] == len(exported)
+        assert len(cell["accuracy"]) == len(cell["random_accuracy"]) == 2
+        diff = cell["versus_random"]
+        paired = np.asarray(cell["accuracy"]) - np.asarray(cell["random_accuracy"])
+        assert diff["mean"] == pytest.approx(float(paired.mean()))
+        code, out, _ = cli(["compare", str(run_dir), "--subset", "curated", "--seeds", "2",
+                            "--epochs", "1"])  # fmt: skip
+        assert code == 0
+        assert "your subsets" in " ".join(out.split())
+        assert "curated" in out
+        code, _, err = cli(["compare", str(run_dir), "--subset", str(tmp_path / "none.txt")])
+        assert code == 2
+        assert "no such id file" in err
+    finally:
+        (run_dir / "curation" / "tags.json").unlink(missing_ok=True)

@@ -25,12 +25,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from thresher.app.grid import PAGE_MAX, SORT_KEYS
 from thresher.app.jobs import FilterJobs, JobBusyError
 from thresher.app.state import NotFoundError, RunState
 from thresher.errors import ThresherError
 
 log = logging.getLogger("thresher.app")
-STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
+STATIC = {
+    "app.js": "text/javascript",
+    "cloud.js": "text/javascript",
+    "style.css": "text/css",
+    "index.html": "text/html",
+}
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 EXPORT_NAMES = {
     "txt": "kept.txt",
@@ -42,11 +48,13 @@ EXPORT_NAMES = {
 }
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' 'unsafe-eval'; connect-src 'self'; object-src 'none'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'"
-)  # plotly's WebGL traces compile functions at run time, hence 'unsafe-eval'
+)
 
 Tag = Annotated[str | None, Query(max_length=300)]
+Split = Annotated[str, Query(pattern="^(train|test)$")]
+SCORES = "score|outlier_score|label_score|same_class_neighbours"
 Area = Annotated[str, Query(pattern="^(diagnose|reduce)$")]
 
 
@@ -86,6 +94,18 @@ class FilterRequest(BaseModel):
         if not all(ch.isalnum() or ch in "._-" for ch in v):
             raise ValueError("a layer name has only letters, digits, '.', '_' and '-'")
         return v
+
+
+class TagRequest(BaseModel):
+    """What the grid and the image view may send to tag images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        min_length=1, max_length=1000
+    )
+    add: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field([], max_length=8)
+    remove: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field([], max_length=8)
 
 
 MAX_BODY_BYTES = 64 * 1024  # the largest body the app takes is a filter request of ~300 bytes
@@ -227,18 +247,6 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
             raise _client_error(404, f"no static file {name!r}")
         return static_file(name)
 
-    @app.get("/vendor/plotly.min.js", include_in_schema=False)
-    def plotly_js() -> Response:
-        try:
-            body = resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes()
-        except (ModuleNotFoundError, FileNotFoundError):
-            raise _client_error(
-                503, "plotly is not installed; pip install 'thresher[app]' for the 3D view"
-            ) from None
-        return Response(
-            body, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
-        )
-
     # --- run, data, images ------------------------------------------------------------------
     @app.get("/api/overview")
     def overview() -> dict[str, Any]:
@@ -258,6 +266,62 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
     ) -> Response:
         png = state.image_png(split, id)
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    # --- the sample grid and the image view ---------------------------------------------------
+    @app.get("/api/items")
+    def items(
+        split: Split = "train",
+        tag: Tag = None,
+        label: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+        reason: Annotated[str | None, Query(pattern="^(kept|outlier|similar|label|other)$")] = None,
+        archetype: Annotated[str | None, Query(max_length=40)] = None,
+        has_tag: Annotated[str | None, Query(max_length=40)] = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        score_key: Annotated[str, Query(pattern=f"^({SCORES})$")] = "score",
+        min_score: float | None = None,
+        max_score: float | None = None,
+        sort: Annotated[str, Query(pattern=f"^({'|'.join(SORT_KEYS)})$")] = "index",
+        order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    ) -> dict[str, Any]:
+        return state.items(
+            split, tag, offset=offset, limit=limit, label=label, reason=reason or None,
+            archetype=archetype or None, tag=has_tag or None, search=q or None,
+            score_key=score_key, min_score=min_score, max_score=max_score, sort=sort,
+            descending=order == "desc",
+        )  # fmt: skip
+
+    @app.get("/api/item")
+    def item(
+        id: Annotated[str, Query(min_length=1, max_length=500)],
+        split: Split = "train",
+        tag: Tag = None,
+    ) -> dict[str, Any]:
+        return state.item(split, id, tag)
+
+    @app.get("/api/relevance")
+    def relevance(
+        id: Annotated[str, Query(min_length=1, max_length=500)],
+        target: Annotated[int, Query(ge=0, le=100_000)],
+        split: Split = "train",
+    ) -> Response:
+        png = state.relevance_png(split, id, target)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/tags")
+    def tags() -> dict[str, Any]:
+        return state.tags()
+
+    @app.post("/api/tags")
+    def set_tags(body: TagRequest, request: Request) -> dict[str, Any]:
+        if "application/json" not in request.headers.get("content-type", ""):
+            raise _client_error(415, "send the tags as application/json")
+        return state.set_tags(body.ids, body.add, body.remove)
+
+    @app.get("/api/curated")
+    def curated(tag: Tag = None) -> dict[str, Any]:
+        return state.curated(tag)
 
     # --- filter results -----------------------------------------------------------------------
     @app.get("/api/filters")
@@ -295,6 +359,7 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
     def export(
         fmt: Annotated[str, Query(pattern="^(txt|csv|json|parquet|folder|index)$")],
         tag: Tag = None,
+        apply_tags: bool = True,
     ) -> Response:
         from thresher.workflows.export import export_run
 
@@ -302,7 +367,9 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
         tmp = Path(tempfile.mkdtemp(prefix="thresher-export-"))
         try:
             name = EXPORT_NAMES[fmt]
-            info = export_run(state.run, fmt=fmt, out=tmp / name, tag=view.tag)
+            info = export_run(
+                state.run, fmt=fmt, out=tmp / name, tag=view.tag, apply_tags=apply_tags
+            )
             path = Path(info["path"])
             if fmt == "folder":
                 path = Path(shutil.make_archive(str(tmp / name), "zip", root_dir=path))
@@ -387,6 +454,19 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
     @app.get("/api/area")
     def area(area: Area) -> dict[str, Any]:
         return state.area_listing(area)
+
+    @app.get("/api/sections")
+    def sections(area: Area) -> dict[str, Any]:
+        return {"area": area, "sections": [sec.to_dict() for sec in state.sections(area)]}
+
+    @app.get("/api/sections/figure")
+    def section_figure(
+        area: Area,
+        section: Annotated[str, Query(max_length=100)],
+        index: Annotated[int, Query(ge=0, le=100)] = 0,
+    ) -> Response:
+        png = state.section_figure(area, section, index)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/area/table")
     def area_table(area: Area, name: Annotated[str, Query(max_length=500)]) -> dict[str, Any]:

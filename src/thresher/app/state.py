@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from thresher.app.grid import GridFrame, empty_frame, join, query, row_dict
 from thresher.data import ImageDataset
 from thresher.errors import RunError
 from thresher.store import Run
@@ -66,6 +67,11 @@ class RunState:
         self._embeddings: dict[str, Any] = {}
         self._row_norms: dict[str, np.ndarray] = {}
         self._labels: tuple[float, Any, dict[str, int]] | None = None
+        self._frames: dict[tuple[str, str | None], tuple[tuple[float, ...], GridFrame]] = {}
+        self._sections: dict[str, tuple[tuple[float, ...], list[Any]]] = {}
+        self._model: Any = None
+        self._model_lock = threading.Lock()
+        self._relevance: dict[tuple[str, str, int], bytes] = {}
 
     # --- data sets --------------------------------------------------------------------------
     def dataset(self, split: str) -> tuple[ImageDataset, dict[str, int]]:
@@ -234,6 +240,13 @@ class RunState:
             "archetype": None if arch_codes is None else _b64(arch_codes.astype("<i2")),
             "archetype_names": arch_names,
             "ids": [str(i) for i in v.ids],  # hover text: which image, not only its group
+            # row of the kept image each near-duplicate duplicates (-1: none), for the lines
+            "representative": _b64(
+                np.array(
+                    [v.index.get(r, -1) if r else -1 for r in v.representative_id.tolist()],
+                    dtype="<i4",
+                )
+            ),
         }
 
     def point(self, tag: str | None, index: int, neighbours: int = 8) -> dict[str, Any]:
@@ -388,6 +401,287 @@ class RunState:
             )
         return out
 
+    # --- the sample grid ------------------------------------------------------------------
+    def _stamp(self, rel: str) -> float:
+        return self.run.file(rel).stat().st_mtime if self.run.exists(rel) else 0.0
+
+    def grid_frame(self, split: str, tag: str | None) -> GridFrame:
+        """Every image of ``split`` with what the run knows of it (filter ``tag`` or the newest,
+        label issues, archetypes, predictions), rebuilt when one of those files changes."""
+        ds, _ = self.dataset(split)
+        view = None
+        if split == "train" and self.filter_tags():
+            view = self.filter_view(tag)
+        elif tag is not None and split == "train":
+            raise NotFoundError(f"no filter result {tag!r} in this run")
+        arch = self._archetype_table() if split == "train" else None
+        stamps = (
+            self._stamp(f"filter/{view.tag}/result.parquet") if view else 0.0,
+            self._stamp("labels/result.parquet") if split == "train" else 0.0,
+            0.0 if arch is None else arch[0],
+        )
+        key = (split, None if view is None else view.tag)
+        with self._lock:
+            cached = self._frames.get(key)
+            if cached is not None and cached[0] == stamps:
+                return cached[1]
+        cols = empty_frame(ds.ids, ds.labels)
+        if view is not None:
+            reason = np.where(
+                np.isin(view.reason, ("kept", "outlier", "similar", "label")), view.reason, "other"
+            )
+            join(
+                cols,
+                view.ids,
+                {"reason": reason, "score": view.score, "outlier_score": view.outlier_score},
+            )
+            preds = self.predictions(view)
+            if preds is not None:
+                join(cols, view.ids, {"predictions": preds})
+            cols["filter_tag"] = view.tag
+        if split == "train" and self.run.exists("labels/result.parquet"):
+            from thresher.workflows.labels import load_label_issues
+
+            issues = load_label_issues(self.run)
+            join(
+                cols,
+                issues.ids,
+                {"label_score": issues.label_score, "is_label_issue": issues.is_label_issue},
+            )
+        if arch is not None:
+            _, table = arch
+            values: dict[str, np.ndarray] = {"archetype": np.asarray(table["archetype"], object)}
+            if "same_class_neighbours" in table:
+                values["same_class_neighbours"] = np.asarray(table["same_class_neighbours"])
+            join(cols, np.asarray(table["id"]).astype(str), values)
+        frame = GridFrame(**cols)
+        with self._lock:
+            self._frames[key] = (stamps, frame)
+        return frame
+
+    def _archetype_table(self) -> tuple[float, dict[str, Any]] | None:
+        """``(mtime, columns)`` of the first diagnostics table with ``id`` and ``archetype``."""
+        import pyarrow.parquet as pq
+
+        for name, path in self.area_files("diagnose").items():
+            if not name.endswith(".parquet"):
+                continue
+            try:
+                cols = pq.read_schema(path).names
+                if "id" not in cols or "archetype" not in cols:
+                    continue
+                wanted = [c for c in ("id", "archetype", "same_class_neighbours") if c in cols]
+                return path.stat().st_mtime, pq.read_table(path, columns=wanted).to_pydict()
+            except Exception:  # a foreign or broken table: look further
+                continue
+        return None
+
+    def items(
+        self, split: str, filter_tag: str | None, *, offset: int, limit: int, **filters: Any
+    ) -> dict[str, Any]:
+        """A page of the grid: rows passing ``filters`` (see :func:`thresher.app.grid.query`),
+        from ``offset``, with the choices each filter offers."""
+        from thresher.workflows.curation import load_tags, tag_counts
+
+        frame = self.grid_frame(split, filter_tag)
+        tags = load_tags(self.run) if split == "train" else {}
+        rows = query(frame, tags=tags, **filters)
+        classes = list(self.run.config.get("classes", []))
+        page = rows[offset : offset + limit]
+        return {
+            "split": split,
+            "tag": frame.filter_tag,
+            "total": len(rows),
+            "size": len(frame),
+            "offset": offset,
+            "items": [row_dict(frame, int(r), tags, classes) for r in page],
+            "choices": {
+                "classes": classes,
+                "reasons": sorted({str(r) for r in frame.reason.tolist() if r}),
+                "archetypes": sorted({str(a) for a in frame.archetype.tolist() if a}),
+                "tags": list(tag_counts(tags)),
+            },
+        }
+
+    # --- one image: everything the run knows ---------------------------------------------
+    def item(self, split: str, sample_id: str, tag: str | None) -> dict[str, Any]:
+        """The image view's facts about ``sample_id`` of ``split``."""
+        from thresher.workflows.curation import load_tags
+
+        _ds, index = self.dataset(split)
+        row = index.get(sample_id)
+        if row is None:
+            raise NotFoundError(f"no sample {sample_id!r} in the {split} split of this run")
+        frame = self.grid_frame(split, tag)
+        tags = load_tags(self.run) if split == "train" else {}
+        facts = row_dict(frame, row, tags, list(self.run.config.get("classes", [])))
+        facts["split"] = split
+        facts["probabilities"] = self._probabilities(split, row)
+        if facts["probabilities"] is not None:
+            top = int(np.argmax(facts["probabilities"]))
+            facts["prediction"] = top
+            facts["prediction_class"] = self.class_name(top)
+            facts["confidence"] = float(facts["probabilities"][top])
+        facts["filter"] = None
+        facts["neighbours"] = []
+        if split == "train" and frame.filter_tag is not None:
+            v = self.filter_view(frame.filter_tag)
+            i = v.index.get(sample_id)
+            if i is not None:
+                facts["filter"] = self._filter_facts(v, i)
+                facts["neighbours"] = self._neighbours(v, i, 8)
+        facts["archetype_k"] = self._archetype_k()
+        facts["label_issue"] = self.label_issue(sample_id) if split == "train" else None
+        facts["has_model"] = self._has_model()
+        return facts
+
+    def _filter_facts(self, v: FilterView, i: int) -> dict[str, Any]:
+        rep = str(v.representative_id[i])
+        dups = np.flatnonzero(v.representative_id == v.ids[i])
+        signal = self._signals(v.tag)
+        settings = v.params.get("settings", {})
+        return {
+            "tag": v.tag,
+            "layer": v.params.get("layer"),
+            "index": i,
+            "reason": str(v.reason[i]),
+            "signal": None if signal is None else (str(signal[i]) or None),
+            "outlier_method": settings.get("outlier_score"),
+            "baseline": settings.get("baseline"),
+            "score": float(v.score[i]),
+            "outlier_score": float(v.outlier_score[i]),
+            "representative_id": rep or None,
+            "duplicates": [str(v.ids[j]) for j in dups[:24]],
+            "duplicates_total": len(dups),
+        }
+
+    def _archetype_k(self) -> int | None:
+        if not self.run.exists("diagnose/archetypes/result.json"):
+            return None
+        k = self.run.read_json("diagnose/archetypes/result.json").get("result", {}).get("k")
+        return None if k is None else int(k)
+
+    def _has_model(self) -> bool:
+        from thresher.workflows.run import WEIGHTS
+
+        return self.run.exists(WEIGHTS)
+
+    def _net(self) -> Any:
+        from thresher.workflows.run import run_model
+
+        if self._model is None:
+            self._model = run_model(self.run)
+        return self._model
+
+    def _probabilities(self, split: str, row: int) -> list[float] | None:
+        """Softmax of the run's model on one image (None for a run without a model)."""
+        if not self._has_model():
+            return None
+        import torch
+
+        from thresher.workflows.run import run_transform
+
+        ds, _ = self.dataset(split)
+        with self._model_lock, torch.no_grad():
+            net = self._net()
+            x = torch.from_numpy(np.ascontiguousarray(ds.images[row : row + 1]))
+            logits = net(run_transform(self.run)(x))
+            if logits.ndim != 2:
+                return None
+            return [float(p) for p in torch.softmax(logits.float(), dim=1)[0].tolist()]
+
+    def relevance_png(self, split: str, sample_id: str, target: int) -> bytes:
+        """PNG of the LRP relevance of class ``target`` for one image: red for evidence for the
+        class, blue against, white none (scaled to the map's largest magnitude)."""
+        from thresher.workflows.run import require_model, run_transform
+
+        require_model(self.run, "relevance maps")
+        classes = self.run.config.get("classes", [])
+        if not 0 <= target < max(len(classes), 1):
+            raise NotFoundError(f"class {target} is outside 0..{len(classes) - 1}")
+        ds, index = self.dataset(split)
+        row = index.get(sample_id)
+        if row is None:
+            raise NotFoundError(f"no sample {sample_id!r} in the {split} split of this run")
+        key = (split, sample_id, target)
+        with self._lock:
+            if key in self._relevance:
+                return self._relevance[key]
+        from thresher.explain import lrp_maps
+
+        with self._model_lock:
+            maps = lrp_maps(
+                self._net(),
+                np.ascontiguousarray(ds.images[row : row + 1]),
+                np.array([target]),
+                transform=run_transform(self.run),
+                device="cpu",
+            )
+        png = encode_png(relevance_rgb(maps[0].sum(axis=0)))
+        with self._lock:
+            if len(self._relevance) > 512:  # a bounded cache: a session looks at few images
+                self._relevance.clear()
+            self._relevance[key] = png
+        return png
+
+    # --- tags ---------------------------------------------------------------------------------
+    def tags(self) -> dict[str, Any]:
+        from thresher.workflows.curation import STANDARD_TAGS, load_tags, tag_counts
+
+        tags = load_tags(self.run)
+        return {"standard": list(STANDARD_TAGS), "counts": tag_counts(tags), "tagged": len(tags)}
+
+    def set_tags(self, ids: list[str], add: list[str], remove: list[str]) -> dict[str, Any]:
+        from thresher.workflows.curation import update_tags
+
+        ds, _ = self.dataset("train")
+        with self._lock:  # one writer at a time: read, change, write the tag file
+            changed = update_tags(self.run, ids, add=add, remove=remove, known_ids=ds.ids)
+        return {"tags": {k: list(v) for k, v in changed.items()}, **self.tags()}
+
+    def curated(self, tag: str | None) -> dict[str, Any]:
+        from thresher.workflows.curation import curated_set
+
+        view = self.filter_view(tag) if self.filter_tags() else None
+        return curated_set(self.run, tag=None if view is None else view.tag).to_dict()
+
+    # --- diagnostics and reduction as the report draws them ---------------------------------
+    def sections(self, area: str) -> list[Any]:
+        """The report's sections of ``area`` (``diagnose`` or ``reduce``), cached until a file
+        under it changes."""
+        files = self.area_files(area)
+        stamp = (*tuple(sorted(p.stat().st_mtime for p in files.values())), float(len(files)))
+        with self._lock:
+            cached = self._sections.get(area)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        try:
+            if area == "diagnose":
+                from thresher.report.html import report_sections
+                from thresher.workflows.diagnose import stored_analyses
+
+                found = report_sections([self.run]) if stored_analyses(self.run) else []
+            else:
+                from thresher.report.reduction import reduction_sections
+
+                has = self.run.exists("reduce/state.json")
+                found = reduction_sections(self.run) if has else []
+        except Exception as exc:  # a stored result this version cannot read: say which
+            command = "thresher diagnose RUN" if area == "diagnose" else "thresher reduce RUN"
+            raise RunError(
+                f"cannot draw the {area} results of this run ({type(exc).__name__}: {exc}); "
+                f"rerun `{command}` to store them again; the files are listed below"
+            ) from exc
+        with self._lock:
+            self._sections[area] = (stamp, found)
+        return found
+
+    def section_figure(self, area: str, section: str, index: int) -> bytes:
+        for sec in self.sections(area):
+            if sec.id == section and 0 <= index < len(sec.figures):
+                return bytes(sec.figures[index][1])
+        raise NotFoundError(f"no figure {index} in section {section!r} of {area}")
+
     # --- diagnostics / reduction / archetypes -----------------------------------------------
     def area_files(self, area: str) -> dict[str, Path]:
         """``relative name -> path`` of the figures and tables under ``RUN/<area>``."""
@@ -493,6 +787,19 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, float | int | str | bool) or obj is None:
         return obj
     return str(obj)
+
+
+def relevance_rgb(relevance: np.ndarray) -> np.ndarray:
+    """``(H, W)`` relevance -> ``(3, H, W)`` uint8: red positive, blue negative, white zero."""
+    r = np.asarray(relevance, np.float64)
+    scale = float(np.abs(r).max()) or 1.0
+    t = np.clip(r / scale, -1.0, 1.0)
+    pos, neg = np.clip(t, 0, 1), np.clip(-t, 0, 1)
+    red = 1.0 - neg
+    green = 1.0 - pos - neg
+    blue = 1.0 - pos
+    rgb = np.stack([red, green, blue]).clip(0.0, 1.0)
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
 def encode_png(image: np.ndarray) -> bytes:

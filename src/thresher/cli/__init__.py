@@ -684,30 +684,56 @@ def export_cmd(
     fmt: Annotated[str, typer.Option("--format", help="txt, csv, json, parquet, folder or index.")],
     out_path: Annotated[Path, typer.Option("--out", help="File (lists, index) or new folder.")],
     tag: Annotated[str | None, typer.Option(help="Which filter result (default: newest).")] = None,
+    ignore_tags: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-tags",
+            help="Export the filter's kept set as is, without your keep/remove tags.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export the kept samples of a filter: an id list, an image folder or an index CSV."""
+    """Export the kept samples of a filter: an id list, an image folder or an index CSV.
+
+    Your verdicts (`thresher tag`, the app) are applied: images tagged remove leave the set,
+    images tagged keep join it."""
     from thresher.workflows.export import export_run
     from thresher.workflows.run import open_run
 
-    info = export_run(open_run(run_dir), fmt=fmt, out=out_path, tag=tag)
+    info = export_run(open_run(run_dir), fmt=fmt, out=out_path, tag=tag, apply_tags=not ignore_tags)
     if as_json:
         _print_json(info)
         return
-    out.print(f"exported {info['count']} kept samples as {info['format']} to {info['path']}")
+    moved = info["tags"]
+    note = ""
+    if moved["removed_by_tag"] or moved["kept_by_tag"]:
+        note = f" (your tags removed {moved['removed_by_tag']} and put back {moved['kept_by_tag']})"
+    out.print(f"exported {info['count']} kept samples as {info['format']} to {info['path']}{note}")
 
 
 @app.command("compare")
 def compare_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     methods: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Comma list of selectors (random, uniqueness, ...: `thresher selectors`) and "
-            "filter arms: similar, outliers, half, labels (needs `thresher labels RUN` first)."
+            "filter arms: similar, outliers, half, labels (needs `thresher labels RUN` first). "
+            "Default random,uniqueness,similar,outliers,half; none when only --subset is given."
         ),
-    ] = "random,uniqueness,similar,outliers,half",
-    keep: Annotated[str, typer.Option(help="Comma list of kept percentages.")] = "95,90,80,50",
+    ] = None,
+    keep: Annotated[
+        str | None,
+        typer.Option(help="Comma list of kept percentages (default 95,90,80,50)."),
+    ] = None,
+    subset: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A subset of your own, retrained beside a random one with the same class "
+            "counts: `curated` (the newest filter's kept set with your keep/remove tags) or an "
+            "id FILE (repeatable)."
+        ),
+    ] = None,
     seeds: Annotated[int, typer.Option(help="Models per subset (seeds 0..N-1).")] = 3,
     epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
     per_class: Annotated[
@@ -735,13 +761,23 @@ def compare_cmd(
     from thresher.workflows.compare import compare_run, format_compare
     from thresher.workflows.run import open_run
 
+    if not subset:
+        methods = methods or "random,uniqueness,similar,outliers,half"
+        keep = keep or "95,90,80,50"
+    elif methods and not keep:
+        keep = "95,90,80,50"
+    elif keep and not methods:
+        methods = "random,uniqueness,similar,outliers,half"
     try:
-        keeps = tuple(float(k) / 100.0 for k in keep.split(",") if k.strip())
+        keeps = tuple(float(k) / 100.0 for k in (keep or "").split(",") if k.strip())
     except ValueError:
         raise ConfigError(f"--keep must be numbers separated by commas, got {keep!r}") from None
-    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    names = tuple(m.strip() for m in (methods or "").split(",") if m.strip())
+    run = open_run(run_dir)
+    user_subsets = _user_subsets(run, subset or [])
     table = compare_run(
-        open_run(run_dir),
+        run,
+        subsets=user_subsets,
         methods=names,
         keeps=keeps,
         seeds=seeds,
@@ -766,7 +802,40 @@ def compare_cmd(
     for row in rows[1:]:
         grid.add_row(*row)
     out.print(f"full data set: {100 * table.full_mean:.2f} ± {100 * table.full_std:.2f} %")
-    out.print(grid)
+    if table.methods:
+        out.print(grid)
+    if table.subsets:
+        from thresher.workflows.compare import format_subsets
+
+        rows = format_subsets(table)
+        user = Table(*rows[0], title="your subsets against random ones with the same class counts")
+        for row in rows[1:]:
+            user.add_row(*row)
+        out.print(user)
+
+
+def _user_subsets(run: Any, specs: list[str]) -> dict[str, Any]:
+    """``--subset`` values as ``{name: ids}``: ``curated`` or an id file (named by its stem)."""
+    import re
+
+    from thresher.errors import ConfigError
+    from thresher.store import read_ids
+
+    found: dict[str, Any] = {}
+    for spec in specs:
+        if spec == "curated":
+            from thresher.workflows.curation import curated_set
+
+            name, ids = "curated", curated_set(run).ids
+        else:
+            path = Path(spec)
+            if not path.is_file():
+                raise ConfigError(f"--subset {spec}: not `curated` and no such id file")
+            name, ids = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)[:40] or "subset", read_ids(path)
+        if name in found:
+            raise ConfigError(f"--subset names {name!r} twice; give each subset once")
+        found[name] = ids
+    return found
 
 
 # --- demo ---------------------------------------------------------------------------------------
@@ -817,6 +886,7 @@ def main() -> None:
 
 # Each product area's commands live in their own module (``thresher.cli.<area>``); importing one
 # registers its commands on ``app``. Keep these imports last: the modules use the names above.
+from thresher.cli import curation as _curation  # noqa: E402,F401
 from thresher.cli import diagnose as _diagnose  # noqa: E402,F401
 from thresher.cli import init as _init  # noqa: E402,F401
 from thresher.cli import reduce as _reduce  # noqa: E402,F401

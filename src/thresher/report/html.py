@@ -11,6 +11,7 @@ import base64
 import html
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +67,51 @@ def _label(run: Run) -> str:
     return f"{run.path.name} ({run.config.get('model', {}).get('name', '?')}, {suffix})"
 
 
-def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
-    """The HTML page (a string) for ``runs`` (one, or several side by side).
+@dataclass(frozen=True)
+class ReportSection:
+    """One section of the diagnostics, as both the HTML report and the app draw it.
+
+    Attributes:
+        id: the section id (an analysis name, or ``prototypes``, ``table-ii``, ``label-issues``).
+        heading: the section's title; ``paper``: what the paper calls it (``"Fig. 2"``).
+        figures: ``(alt text, PNG bytes)`` per figure.
+        tables: ``(caption, rows)`` per table, rows of strings with the header first.
+        note: a sentence under the heading (how to read it), or "".
+        missing: the analysis to compute when nothing is stored (``thresher diagnose RUN
+            --only <missing>``), else None.
+    """
+
+    id: str
+    heading: str
+    paper: str = ""
+    figures: tuple[tuple[str, bytes], ...] = ()
+    tables: tuple[tuple[str, list[list[str]]], ...] = ()
+    note: str = ""
+    missing: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, figures as their alt texts (the app fetches each PNG by index)."""
+        return {
+            "id": self.id,
+            "heading": self.heading,
+            "paper": self.paper,
+            "figures": [alt for alt, _ in self.figures],
+            "tables": [{"caption": c, "rows": rows} for c, rows in self.tables],
+            "note": self.note,
+            "missing": self.missing,
+        }
+
+
+def report_sections(runs: Sequence[Run]) -> list[ReportSection]:
+    """The diagnostics of ``runs`` (one, or several side by side) as sections, in the paper's
+    order, label issues first when any run has them.
 
     Raises
     ------
     RunError
         no run given, or none of them has any stored diagnostics.
     """
-    from thresher.report.diagnose_figures import figure_for, png_bytes, prototypes_figure
-    from thresher.workflows.diagnose import load_prototypes, load_result, stored_analyses
+    from thresher.workflows.diagnose import load_result, stored_analyses
 
     if not runs:
         raise RunError("a report needs at least one run directory")
@@ -89,6 +125,24 @@ def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
     for run, label in zip(runs, labels, strict=True):
         for name in stored[id(run)]:
             results.setdefault(name, []).append((label, load_result(run, name)))
+    out = []
+    if any(r.exists("labels/result.parquet") for r in runs):
+        out.append(_label_issues_section(runs, labels))
+    for sid, heading, paper in sections():
+        out.append(_section(sid, heading, paper, results, runs, labels))
+    return out
+
+
+def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
+    """The HTML page (a string) for ``runs`` (one, or several side by side).
+
+    Raises
+    ------
+    RunError
+        no run given, or none of them has any stored diagnostics.
+    """
+    parts_of = report_sections(runs)
+    labels = [_label(r) for r in runs]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title or 'Thresher diagnostics')}</title>",
@@ -105,38 +159,51 @@ def build_report(runs: Sequence[Run], *, title: str | None = None) -> str:
         )
         + "</ul></nav>",
     ]
-    if any(r.exists("labels/result.parquet") for r in runs):
-        parts.append(_label_issues_section(runs, labels))
-    for sid, heading, paper in sections():
-        note = f" <small>({html.escape(paper)})</small>" if paper else ""
-        parts.append(f"<section id='{sid}'><h2>{html.escape(heading)}{note}</h2>")
-        parts.append(
-            _section(
-                sid,
-                results,
-                runs,
-                labels,
-                figure_for,
-                png_bytes,
-                prototypes_figure,
-                load_prototypes,
-            )
-        )
-        parts.append("</section>")
+    for sec in parts_of:
+        parts.append(_section_html(sec))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _section_html(sec: ReportSection) -> str:
+    paper = f" <small>({html.escape(sec.paper)})</small>" if sec.paper else ""
+    body = [f"<section id='{sec.id}'><h2>{html.escape(sec.heading)}{paper}</h2>"]
+    if sec.missing is not None:
+        body.append(_missing(sec.missing))
+    else:
+        if sec.note and sec.id == "label-issues":
+            body.append(f"<p class='note'>{html.escape(sec.note)}</p>")
+        figures = [_img(png, alt) for alt, png in sec.figures]
+        if sec.id == "prototypes":
+            figures = [f"<div>{f}</div>" for f in figures]
+            body.append(f"<div class='cols'>{''.join(figures)}</div>")
+        else:
+            body.extend(figures)
+        if sec.id == "table-ii" and sec.tables:
+            body.append(_table(sec.tables[0][1]))
+            body.append(f"<p class='note'>{html.escape(sec.note)}</p>")
+            rest = sec.tables[1:]
+        else:
+            rest = sec.tables
+        cols = "".join(
+            f"<div><h3>{html.escape(caption)}</h3>{_table(rows)}</div>" for caption, rows in rest
+        )
+        if rest:
+            body.append(f"<div class='cols'>{cols}</div>")
+    body.append("</section>")
+    return "".join(body)
 
 
 LABEL_ROWS = 20  # suspects listed per run
 
 
-def _label_issues_section(runs: Sequence[Run], labels: list[str]) -> str:
+def _label_issues_section(runs: Sequence[Run], labels: list[str]) -> ReportSection:
     """Likely mislabelled training images (``thresher labels``), most suspect first."""
     import numpy as np
 
     from thresher.workflows.labels import load_label_issues
 
-    cols = []
+    tables = []
     for run, label in zip(runs, labels, strict=True):
         if not run.exists("labels/result.parquet"):
             continue
@@ -158,16 +225,18 @@ def _label_issues_section(runs: Sequence[Run], labels: list[str]) -> str:
             ]
             for i in order
         ]
-        cols.append(
-            f"<div><h3>{html.escape(label)}</h3><p>{html.escape(issues.summary())} "
-            f"({html.escape(str(issues.params.get('method', '')))}, "
-            f"{issues.params.get('folds', '?')} folds)</p>{_table(rows)}</div>"
+        caption = (
+            f"{label}: {issues.summary()} ({issues.params.get('method', '')}, "
+            f"{issues.params.get('folds', '?')} folds)"
         )
-    return (
-        "<section id='label-issues'><h2>Label issues <small>(confident learning, "
-        "cleanlab)</small></h2><p class='note'>Out-of-sample probabilities from cross-validated "
-        "training; remove them with <code>thresher filter RUN --label-issues PCT</code>.</p>"
-        f"<div class='cols'>{''.join(cols)}</div></section>"
+        tables.append((caption, rows))
+    return ReportSection(
+        id="label-issues",
+        heading="Label issues",
+        paper="confident learning, cleanlab",
+        tables=tuple(tables),
+        note="Out-of-sample probabilities from cross-validated training; remove them with "
+        "thresher filter RUN --label-issues PCT.",
     )
 
 
@@ -180,31 +249,38 @@ def _missing(name: str) -> str:
 
 def _section(
     sid: str,
+    heading: str,
+    paper: str,
     results: dict[str, list[tuple[str, Any]]],
     runs: Sequence[Run],
     labels: list[str],
-    figure_for: Any,
-    png_bytes: Any,
-    prototypes_figure: Any,
-    load_prototypes: Any,
-) -> str:
+) -> ReportSection:
+    from thresher.report.diagnose_figures import figure_for, png_bytes, prototypes_figure
+    from thresher.workflows.diagnose import load_prototypes
+
+    def missing(name: str) -> ReportSection:
+        return ReportSection(id=sid, heading=heading, paper=paper, missing=name)
+
     if sid == "prototypes":
         items = results.get("archetypes")
         if not items:
-            return _missing("archetypes")
-        cols = []
+            return missing("archetypes")
+        figures = []
         for run, label in zip(runs, labels, strict=True):
             res = dict(items).get(label)
             images = load_prototypes(run)
             if res is None or images is None:
                 continue
-            png = png_bytes(prototypes_figure(label, res, images))
-            cols.append(f"<div>{_img(png, f'prototypes {label}')}</div>")
-        return f"<div class='cols'>{''.join(cols)}</div>" if cols else _missing("archetypes")
+            figures.append(
+                (f"prototypes {label}", png_bytes(prototypes_figure(label, res, images)))
+            )
+        if not figures:
+            return missing("archetypes")
+        return ReportSection(id=sid, heading=heading, paper=paper, figures=tuple(figures))
     if sid == "table-ii":
         items = results.get("adversaries")
         if not items:
-            return _missing("adversaries")
+            return missing("adversaries")
         rows = [["run", "NNB KLD", "FDR KLD", "Random KLD", "NNB: Random factor"]]
         for label, res in items:
             t = res.table_ii
@@ -214,23 +290,24 @@ def _section(
                 + [f"{t['random_over_nnb']:.3f}"]
             )
         rows.append(["paper, CIFAR-10 (ResNet-32, 100:1)", "0.5561", "0.5157", "4.535", "8.155"])
-        per_class = "".join(
-            f"<div><h3>{html.escape(label)}</h3>{_table(res.table())}</div>" for label, res in items
-        )
-        return (
-            _table(rows)
-            + "<p class='note'>Mean over reference classes with validation false positives of "
-            "KL(validation FP distribution || forecast); see docs/diagnostics.md.</p>"
-            + f"<div class='cols'>{per_class}</div>"
+        return ReportSection(
+            id=sid,
+            heading=heading,
+            paper=paper,
+            tables=(("Table II", rows), *((label, res.table()) for label, res in items)),
+            note="Mean over reference classes with validation false positives of "
+            "KL(validation FP distribution || forecast); see docs/diagnostics.md.",
         )
     items = results.get(sid)
     if not items:
-        return _missing(sid)
-    png = png_bytes(figure_for(sid, items))
-    tables = "".join(
-        f"<div><h3>{html.escape(label)}</h3>{_table(res.table())}</div>" for label, res in items
+        return missing(sid)
+    return ReportSection(
+        id=sid,
+        heading=heading,
+        paper=paper,
+        figures=((sid, png_bytes(figure_for(sid, items))),),
+        tables=tuple((label, res.table()) for label, res in items),
     )
-    return _img(png, sid) + f"<div class='cols'>{tables}</div>"
 
 
 def write_report(

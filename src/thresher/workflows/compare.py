@@ -7,6 +7,8 @@ rerun with the same settings; each cell is paired with random at the same size b
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from thresher.workflows.run import run_recipe
 
 # The filter's own comparison arms; every registered selector is one too (compare_methods()).
 FILTER_ARMS = ("similar", "outliers", "half", "labels")
+SUBSET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
 def compare_methods() -> tuple[str, ...]:
@@ -45,6 +48,9 @@ class CompareTable:
     # cell name -> its paired difference to random at the same kept share (same seeds)
     versus_random: dict[str, PairedDifference] = field(default_factory=dict)
     names: tuple[tuple[str, ...], ...] = ()  # cell names, (len(keeps), len(methods))
+    # user-chosen subsets (``subsets=``): name -> size, accuracies, its class-matched random
+    # twin's accuracies and the paired difference (same seeds)
+    subsets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def difference(self, i: int, j: int) -> PairedDifference | None:
         """The paired difference of cell ``(keep i, method j)`` to random, when compared."""
@@ -62,6 +68,7 @@ class CompareTable:
             "seeds": self.seeds,
             "cells": self.cells,
             "names": [list(row) for row in self.names],
+            "subsets": self.subsets,
         }
 
 
@@ -119,8 +126,13 @@ def compare_run(
     engine: str = "local",
     ray_address: str | None = None,
     precision: str | None = None,
+    subsets: Mapping[str, np.ndarray] | None = None,
 ) -> CompareTable:
     """Retrain ``seeds`` models on each method's subset at each kept share; test accuracy.
+
+    ``subsets`` are user-chosen id sets (``{name: ids}``, e.g. the curated set of
+    :func:`thresher.workflows.curation.curated_set`): each is retrained at its own size beside a
+    random subset with the same class counts, paired by seed (``CompareTable.subsets``).
 
     ``filter_method`` (exact, scalable or auto) is the near-duplicate algorithm of the filter
     methods; running the comparison once with each measures their agreement in retrained accuracy.
@@ -134,8 +146,22 @@ def compare_run(
     for k in keeps:
         if not 0.0 < k <= 1.0:
             raise ConfigError(f"kept shares must be in (0, 100] percent, got {100 * k:g}")
-    if not methods or not keeps:
+    subsets = dict(subsets or {})
+    if not subsets and (not methods or not keeps):
         raise ConfigError("compare needs at least one method and one kept percentage")
+    if bool(methods) != bool(keeps):
+        raise ConfigError("methods and kept percentages go together: give both or neither")
+    twins: dict[str, np.ndarray] = {}
+    for sub_name, sub_ids in subsets.items():
+        if not SUBSET_NAME.match(sub_name):
+            raise ConfigError(
+                f"subset name {sub_name!r}: use 1-40 letters, digits, '_' or '-' (it names files)"
+            )
+        if len(sub_ids) == 0:
+            raise ConfigError(f"subset {sub_name!r} is empty; a model needs images to train on")
+        from thresher.workflows.evaluate import random_like
+
+        twins[sub_name] = random_like(run, np.asarray(sub_ids))  # unknown ids refused here
     # Everything checked before the first filter result is written or model trained.
     for what, values in (
         ("method", list(methods)),
@@ -161,6 +187,9 @@ def compare_run(
                 filter_preset=filter_preset,
             )  # fmt: skip
             wanted[name] = subset.kept_ids
+    for sub_name, sub_ids in subsets.items():
+        wanted[f"subset-{sub_name}"] = np.asarray(sub_ids).astype(str)
+        wanted[f"subset-{sub_name}-random"] = twins[sub_name]
     if engine != "local":
         _evaluate_on_engine(
             run, wanted, engine=engine, ray_address=ray_address, seeds=seeds, epochs=epochs,
@@ -177,6 +206,19 @@ def compare_run(
     std = np.full_like(mean, math.nan)
     cells: dict[str, dict[str, Any]] = {}
     full = results.pop("full")
+    user: dict[str, dict[str, Any]] = {}
+    for sub_name in subsets:
+        own = results.pop(f"subset-{sub_name}")
+        twin = results.pop(f"subset-{sub_name}-random")
+        diff = paired_difference(
+            np.asarray(own["accuracy"], np.float64), np.asarray(twin["accuracy"], np.float64)
+        )
+        user[sub_name] = {
+            "size": own["subset_size"],
+            "accuracy": own["accuracy"],
+            "random_accuracy": twin["accuracy"],
+            "versus_random": diff.to_dict(),
+        }
     grid = np.array(list(results), dtype=object).reshape(len(keeps), len(methods))
     for i in range(len(keeps)):
         for j in range(len(methods)):
@@ -198,6 +240,7 @@ def compare_run(
         cells=cells,
         versus_random=dict(versus),
         names=tuple(tuple(str(v) for v in row) for row in grid),
+        subsets=user,
     )
     run.write_json("compare/table.json", table.to_dict())
     return table
@@ -317,4 +360,25 @@ def format_compare(table: CompareTable) -> list[list[str]]:
                 text += f", p={diff.p_value:.2g})" if diff.n > 1 else ")"
             row.append(text)
         rows.append(row)
+    return rows
+
+
+def format_subsets(table: CompareTable) -> list[list[str]]:
+    """Rows of strings for the user-chosen subsets: size, accuracy, its class-matched random
+    twin's and the paired difference (points, p-value). Only the header when there are none."""
+    import statistics
+
+    rows = [["subset", "images", "accuracy %", "random, same class counts %", "difference"]]
+    for name, cell in table.subsets.items():
+        acc, base = cell["accuracy"], cell["random_accuracy"]
+
+        def text(values: list[float]) -> str:
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{100 * statistics.fmean(values):.2f} ± {100 * sd:.2f}"
+
+        diff = cell["versus_random"]
+        note = f"{100 * diff['mean']:+.2f}"
+        if diff.get("p_value") is not None and len(acc) > 1:
+            note += f" (p={diff['p_value']:.2g})"
+        rows.append([name, str(cell["size"]), text(acc), text(base), note])
     return rows

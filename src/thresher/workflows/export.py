@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
+import numpy as np
+
 from thresher.errors import ConfigError
 from thresher.store import Run, write_ids
 from thresher.workflows.filter import load_filter
@@ -19,22 +21,35 @@ def export_run(
     fmt: str,
     out: str | os.PathLike[str],
     tag: str | None = None,
+    apply_tags: bool = True,
 ) -> dict[str, Any]:
-    """Export the kept ids of a stored filter: an id list, an image folder, or an index."""
+    """Export the kept ids of a stored filter: an id list, an image folder, or an index.
+
+    With ``apply_tags`` (the default) the user's verdicts (``thresher tag``, the app) are
+    applied: images tagged ``remove`` leave the kept set, images tagged ``keep`` join it. The
+    answer says how many images the tags moved (``tags``).
+    """
     from thresher.store.materialise import materialise
+    from thresher.workflows.curation import apply_verdicts, load_tags
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
     result = load_filter(run, tag)
-    kept = result.kept_ids
+    sel = np.asarray(result.kept, bool)
+    moved = {"removed_by_tag": 0, "kept_by_tag": 0}
+    if apply_tags:
+        tags = load_tags(run)
+        if tags:
+            sel, removed, restored = apply_verdicts(result.ids, sel, tags)
+            moved = {"removed_by_tag": removed, "kept_by_tag": restored}
+    kept = np.asarray(result.ids)[sel]
     if fmt in ("txt", "csv", "json", "parquet"):
         columns = None
         if fmt in ("csv", "parquet"):
-            sel = result.kept
-            columns = {"score": result.score[sel].tolist()}
+            columns = {"score": np.asarray(result.score)[sel].tolist()}
         path = write_ids(kept, out, fmt=fmt, columns=columns)
-        return {"path": str(path), "format": fmt, "count": len(kept)}
+        return {"path": str(path), "format": fmt, "count": len(kept), "tags": moved}
     ds = run_dataset(run, "train")
     mode: Literal["copy", "index"] = "copy" if fmt == "folder" else "index"
     report = materialise(ds, kept, out, mode=mode)
-    return {"path": report.path, "format": fmt, "count": report.count}
+    return {"path": report.path, "format": fmt, "count": report.count, "tags": moved}
