@@ -181,8 +181,14 @@ def test_overview_shows_counts_and_sample_grids(page: Any, base_url: str, artefa
     assert len(widths) == 100
     assert set(widths) == {8}
     page.screenshot(path=str(artefacts / "overview.png"), full_page=True)
+    # every thumbnail opens the image view, stepping through its class's row
     cursor = "getComputedStyle(document.querySelector('#overview-samples img')).cursor"
-    assert page.evaluate(cursor) != "pointer"  # the grid's thumbnails do nothing on click
+    assert page.evaluate(cursor) == "pointer"
+    second = page.locator("#overview-samples .class-row").first.locator("img").nth(1)
+    sid = second.get_attribute("alt")
+    second.click()
+    page.wait_for_function("t => window.thresher.loaded.image?.id === t", arg=sid)
+    assert "2 of 10 (overview)" in page.locator("#image-position").inner_text()
     # no plotting library: the cloud draws itself (cloud.js)
     assert page.evaluate("typeof window.Plotly") == "undefined"
     assert not page.evaluate(
@@ -286,8 +292,9 @@ def test_grid_sorts_filters_searches_and_opens_the_image_view(
     page.wait_for_function("window.thresher.loaded.grid?.total === 200")
     assert page.locator("#grid-tiles .gtile").count() == 100  # a page of 100 of 200
     assert "1–100 of 200" in page.locator("#grid-status").inner_text()
-    page.click("#grid-next")
+    page.keyboard.press("ArrowRight")  # the next page, from the keyboard
     page.wait_for_function("window.thresher.loaded.grid.offset === 100")
+    assert "101–200 of 200" in page.locator("#grid-status").inner_text()
     # filter by reason, then sort by the removal score, highest first
     page.select_option("select[name=reason]", "similar")
     page.wait_for_function("window.thresher.loaded.grid.offset === 0 && "

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from thresher.errors import ConfigError
 from thresher.filter.budgets import (
     apportion,
     ceil_count,
@@ -56,6 +57,13 @@ def test_every_class_with_items_left_keeps_at_least_one() -> None:
     budgets = per_class_budgets(np.array([1, 1, 98]), outliers=0.0, similar=0.5)
     assert [b.kept for b in budgets] == [1, 1, 48]
     assert sum(b.kept for b in budgets) == global_budget(100, outliers=0, similar=0.5).kept
+
+
+def test_fewer_kept_items_than_classes_is_refused_with_the_fix() -> None:
+    # 12 items, 4 outliers, 2 kept, but 3 classes keep items after the outliers: one class
+    # would lose everything as near-duplicates of nothing (found by hypothesis).
+    with pytest.raises(ConfigError, match=r"keep 2 of 12 items.*3 classes.*--global"):
+        per_class_budgets(np.array([3, 5, 4]), outliers=0.29, similar=0.5)
 
 
 def test_apportion_respects_bounds_and_total() -> None:

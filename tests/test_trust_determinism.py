@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thresher.filter import filter_dataset, per_class_budgets, random_subset
-from thresher.filter.budgets import ceil_count, floor_count
+from thresher.filter.budgets import ceil_count, floor_count, global_budget
 
 # --- byte-identical subsets across processes ------------------------------------------------
 SUBSETS = Path(__file__).resolve().parent / "trust_helpers" / "subsets.py"
@@ -126,6 +126,11 @@ def test_per_class_budgets_sum_to_the_global_counts_and_are_met(
     labels = np.random.default_rng(int(req["seed"])).integers(0, n_classes, n)  # type: ignore[call-overload]
     sizes = np.bincount(labels, minlength=n_classes)
     o, s = float(req["outliers"]), float(req["similar"])  # type: ignore[arg-type]
+    whole = global_budget(n, outliers=o, similar=s)
+    if whole.kept < int((sizes > 0).sum()):
+        # Maybe fewer kept items than classes left after the outliers: refused, not guessed
+        # (tests/test_filter_budgets.py checks the error).
+        return
     budgets = per_class_budgets(sizes, outliers=o, similar=s)
     assert sum(b.outliers for b in budgets) == ceil_count(o * n)
     assert sum(b.kept for b in budgets) == floor_count((1 - o - s) * n)

@@ -745,18 +745,9 @@ class RunState:
 
     def archetypes(self, ids: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
         """Archetype codes per id from a diagnostics table with ``id`` and ``archetype``."""
-        import pyarrow.parquet as pq
-
-        for name, path in self.area_files("diagnose").items():
-            if not name.endswith(".parquet"):
-                continue
-            try:
-                cols = pq.read_schema(path).names
-                if "id" not in cols or "archetype" not in cols:
-                    continue
-                table = pq.read_table(path, columns=["id", "archetype"]).to_pydict()
-            except Exception:
-                continue
+        found = self._archetype_table()
+        if found is not None:
+            table = found[1]
             lookup = {str(i): str(a) for i, a in zip(table["id"], table["archetype"], strict=True)}
             names = sorted(set(lookup.values()))
             code = {a: c for c, a in enumerate(names)}

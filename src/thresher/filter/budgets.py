@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from thresher.errors import ConfigError
+
 # Fractions arrive as decimal floats (0.29 * 100 = 28.999999999999996); rounding goes through
 # this tolerance so that a count the user can do in their head comes out as they expect.
 _EPS = 1e-9
@@ -122,11 +124,25 @@ def per_class_budgets(sizes: np.ndarray, *, outliers: float, similar: float) -> 
     ----------
     sizes : ``(C,)`` items per class, in class order.
     outliers, similar : fractions in ``[0, 1)``.
+
+    Raises
+    ------
+    ConfigError
+        fewer items are kept than there are classes with items left after the outliers: a
+        class would lose all its items as near-duplicates of nothing.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     whole = global_budget(int(sizes.sum()), outliers=outliers, similar=similar)
     n_out = apportion(whole.outliers, outliers * sizes, upper=sizes)
     remaining = sizes - n_out
+    needed = int((remaining > 0).sum())
+    if whole.kept < needed:
+        raise ConfigError(
+            f"per-class filtering would keep {whole.kept} of {int(sizes.sum())} items, but "
+            f"{needed} classes have items left after the outliers and each needs one kept item "
+            "to stand for its near-duplicates; lower --outliers/--similar, or filter the "
+            "whole set at once (--global)"
+        )
     kept = apportion(
         whole.kept,
         (1.0 - outliers - similar) * sizes,

@@ -101,7 +101,7 @@ views.overview = async () => {
   const s = await api("/api/samples?split=train&per_class=10");
   document.getElementById("overview-samples").replaceChildren(...s.groups.map((g) =>
     el("div", { class: "class-row" }, el("span", { class: "name", text: g.class }),
-      ...g.ids.map((id) => thumb(id)))));
+      ...g.ids.map((id) => listThumb(id, null, g.ids)))));
   T.loaded.overview = true;
 };
 
@@ -479,12 +479,13 @@ async function loadGrid() {
 function tileCaption(it) {
   const lines = [];
   const pred = it.prediction_class != null && it.prediction_class !== it.class ? ` → ${it.prediction_class}` : "";
-  lines.push(el("span", { class: "line", text: `${it.class ?? "?"}${pred}` }));
+  lines.push(el("span", { class: "line", text: `${it.class ?? "?"}${pred}`, title: "label → the model's prediction" }));
   if (it.reason) {
     const score = it.score == null ? "" : ` ${it.score.toFixed(2)}`;
-    lines.push(el("span", { class: `line reason-${it.reason}`, text: `${it.reason}${score}` }));
+    lines.push(el("span", { class: `line reason-${it.reason}`, text: `${it.reason}${score}`,
+      title: "the filter's verdict and removal score (1 = removed first)" }));
   }
-  if (it.archetype) lines.push(el("span", { class: `line arch-${it.archetype}`, text: it.archetype }));
+  if (it.archetype) lines.push(el("span", { class: `line arch-${it.archetype}`, text: it.archetype, title: "archetype (safe, border, rare, outlier)" }));
   if (it.is_label_issue) lines.push(el("span", { class: "line reason-label", text: "label issue" }));
   if (it.tags.length) lines.push(el("span", { class: "line chips" }, ...it.tags.map((t) => el("span", { class: `chip chip-${t}`, text: t }))));
   return lines;
@@ -665,7 +666,13 @@ function setupImageView() {
   document.getElementById("image-next").addEventListener("click", () => stepImage(1).catch(showError));
   document.getElementById("image-back").addEventListener("click", () => { location.hash = `#${T.nav?.from || "grid"}`; });
   document.addEventListener("keydown", (ev) => {
-    if (hashParts().name !== "image" || ev.target.closest("input, select, textarea")) return;
+    if (ev.target.closest("input, select, textarea")) return;
+    if (hashParts().name === "grid") {  // pages of the grid with the arrow keys
+      const button = { ArrowRight: "grid-next", ArrowLeft: "grid-prev" }[ev.key];
+      if (button && !document.getElementById(button).disabled) document.getElementById(button).click();
+      return;
+    }
+    if (hashParts().name !== "image") return;
     const id = T.loaded.image?.id;
     if (ev.key === "ArrowLeft") stepImage(-1).catch(showError);
     else if (ev.key === "ArrowRight") stepImage(1).catch(showError);
