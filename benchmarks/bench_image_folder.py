@@ -163,11 +163,13 @@ def main() -> None:
     shutil.rmtree(run, ignore_errors=True)
     init = ["init", str(run), "--data", str(folder), "--model", "cifar_small",
             "--size", str(args.size), "--json"]  # fmt: skip
+    from thresher.device import cpu_model
+
     figures: dict[str, object] = {
         "images": args.images,
         "size": args.size,
         "cpus": len(os.sched_getaffinity(0)),
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
     }
     if args.kill_at is not None:
         cache = run / "pixels" / "train" / "done.txt"
@@ -268,13 +270,6 @@ def main() -> None:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -18,7 +18,15 @@ from thresher.errors import ConfigError, DataError
 
 
 def test_registry_lists_the_named_sets() -> None:
-    assert DATASETS.names() == ["cifar10", "cifar100", "digits", "fashion-mnist", "mnist"]
+    assert DATASETS.names() == [
+        "cifar10",
+        "cifar100",
+        "digits",
+        "fashion-mnist",
+        "fashion-mnist-detection",
+        "mnist",
+        "mnist-detection",
+    ]
     with pytest.raises(DataError, match=r"unknown data set 'minst'; did you mean 'mnist'"):
         DATASETS.get("minst")
 

@@ -41,3 +41,16 @@ def test_configure_threads_respects_the_users_choice(
             configure_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_cpu_model_names_this_machines_processor() -> None:
+    from pathlib import Path
+
+    from thresher.device import cpu_model
+
+    name = cpu_model()
+    assert name
+    assert name.strip() == name
+    info = Path("/proc/cpuinfo")
+    if info.is_file():  # the name is the one the kernel reports
+        assert f": {name}" in info.read_text(errors="replace")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thresher.device import cpu_model
 from thresher.lrp_gus.search import SearchTrace
 from thresher.store import Run
 from thresher.workflows.reduce import load_reduction, load_trace
@@ -66,7 +67,7 @@ def main() -> None:
         "precision": run.read_json("reduce/state.json")["context"].get(
             "precision", recipe["precision"]
         ),
-        "machine": f"{_cpu_name()}, {platform.machine()}, {os.cpu_count()} cpus",
+        "machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cpus",
         "paper": PAPER,
     }
     path = RESULTS / "lrp_gus_mnist.json"
@@ -102,16 +103,6 @@ def _variants(run: Run) -> dict[str, object]:
             "versus_balanced": knee["cutoff_versus_balanced"],
         }
     return out
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

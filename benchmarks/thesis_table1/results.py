@@ -10,20 +10,12 @@ import json
 import platform
 from pathlib import Path
 
+from thresher.device import cpu_model
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "results"
 # The thesis's Table 1 (CIFAR-10, ResNet, 3 seeds): full set, and at 90% kept.
 THESIS = {"full": 93.12, "90": {"random": 92.76, "similar": 93.20}}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -52,7 +44,7 @@ def main() -> None:
         "model": manifest["config"]["model"]["name"],
         "recipe": manifest["config"]["recipe"],
         "precision": manifest["config"]["recipe"]["precision"],
-        "machine": f"{cpu_name()}, {platform.machine()}",
+        "machine": f"{cpu_model()}, {platform.machine()}",
         "thesis": THESIS,
     }
     path = OUT / "thesis_table1_cifar10.json"

@@ -68,6 +68,7 @@ def run_demo(
         overwrite=True,
         epochs=epochs,
     )
+    assert trained.test_accuracy is not None  # a classifier (the demo's model)
     echo(
         f"      {trained.train_size} train / {trained.test_size} test images, "
         f"{trained.epochs} epochs in {trained.seconds:.1f} s: "

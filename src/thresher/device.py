@@ -81,3 +81,18 @@ def as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     if not images.flags.writeable or not images.flags.c_contiguous:
         images = np.array(images)
     return torch.from_numpy(images)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for benchmark records; the platform's
+    processor or machine string where that file is absent."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

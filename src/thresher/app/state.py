@@ -20,7 +20,7 @@ import numpy as np
 
 from thresher.app.grid import GridFrame, empty_frame, join, query, row_dict
 from thresher.data import ImageDataset
-from thresher.errors import RunError
+from thresher.errors import ConfigError, RunError
 from thresher.store import Run
 from thresher.workflows.filter import load_filter
 from thresher.workflows.run import open_run, run_dataset
@@ -96,7 +96,17 @@ class RunState:
         row = index.get(sample_id)
         if row is None:
             raise NotFoundError(f"no sample {sample_id!r} in the {split} split of this run")
-        return encode_png(np.asarray(ds.images[row]))
+        image = np.asarray(ds.images[row])
+        from thresher.data.detection import DetectionDataset
+
+        if isinstance(ds, DetectionDataset):  # a detection set: its boxes are part of the image
+            from thresher.app.boxes import draw_boxes
+
+            if image.dtype != np.uint8:
+                image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            boxes, labels = ds.targets(row)
+            image = draw_boxes(image, boxes, labels, ds.classes)
+        return encode_png(image)
 
     def overview(self) -> dict[str, Any]:
         from thresher.data.info import dataset_info
@@ -516,6 +526,7 @@ class RunState:
         tags = load_tags(self.run) if split == "train" else {}
         facts = row_dict(frame, row, tags, list(self.run.config.get("classes", [])))
         facts["split"] = split
+        facts.update(self._objects(split, row))
         facts["probabilities"] = self._probabilities(split, row)
         if facts["probabilities"] is not None:
             top = int(np.argmax(facts["probabilities"]))
@@ -573,6 +584,38 @@ class RunState:
             self._model = run_model(self.run)
         return self._model
 
+    def _objects(self, split: str, row: int) -> dict[str, Any]:
+        """A detection set's boxes of one image, and what the run's detector finds there
+        (score >= 0.3, best first); ``{}`` for a classification set."""
+        from thresher.data.detection import DetectionDataset
+
+        ds, _ = self.dataset(split)
+        if not isinstance(ds, DetectionDataset):
+            return {}
+        boxes, labels = ds.targets(row)
+        out: dict[str, Any] = {
+            "objects": [
+                {"class": self.class_name(int(c)), "box": [round(float(v), 1) for v in b]}
+                for b, c in zip(boxes, labels, strict=True)
+            ],
+            "detections": None,
+        }
+        if self._has_model():
+            from thresher.train.detection import predict_boxes
+
+            with self._model_lock:
+                found = predict_boxes(self._net(), ds.take([row]), device="cpu")[0]
+            keep = np.flatnonzero(found["scores"] >= 0.3)[:20]
+            out["detections"] = [
+                {
+                    "class": self.class_name(int(found["labels"][k])),
+                    "score": float(found["scores"][k]),
+                    "box": [round(float(v), 1) for v in found["boxes"][k]],
+                }
+                for k in keep
+            ]
+        return out
+
     def _probabilities(self, split: str, row: int) -> list[float] | None:
         """Softmax of the run's model on one image (None for a run without a model)."""
         if not self._has_model():
@@ -586,8 +629,8 @@ class RunState:
             net = self._net()
             x = torch.from_numpy(np.ascontiguousarray(ds.images[row : row + 1]))
             logits = net(run_transform(self.run)(x))
-            if logits.ndim != 2:
-                return None
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                return None  # not a classifier (a detector answers boxes)
             return [float(p) for p in torch.softmax(logits.float(), dim=1)[0].tolist()]
 
     def relevance_png(self, split: str, sample_id: str, target: int) -> bytes:
@@ -596,6 +639,12 @@ class RunState:
         from thresher.workflows.run import require_model, run_transform
 
         require_model(self.run, "relevance maps")
+        from thresher.workflows.evaluate_detection import is_detection_run
+
+        if is_detection_run(self.run):
+            raise ConfigError(
+                "relevance maps explain a classifier's class score; this run holds a detector"
+            )
         classes = self.run.config.get("classes", [])
         if not 0 <= target < max(len(classes), 1):
             raise NotFoundError(f"class {target} is outside 0..{len(classes) - 1}")

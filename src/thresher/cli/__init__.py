@@ -231,16 +231,67 @@ def data_info_cmd(
         _print_json(infos)
         return
     tr, te = infos["train"], infos["test"]
-    table = Table("class", "train", "test", title=f"{dataset}")
+    boxes = "boxes" in tr  # a detection set: counts are boxes, the images are counted apart
+    table = Table("class", "train", "test", title=f"{dataset}" + (" (boxes)" if boxes else ""))
     for c in tr["classes"]:
         table.add_row(c, str(tr["counts"].get(c, 0)), str(te["counts"].get(c, 0)))
-    table.add_row("[b]total", str(tr["size"]), str(te["size"]))
+    if boxes:
+        table.add_row("[b]boxes", str(tr["boxes"]), str(te["boxes"]))
+    table.add_row("[b]images" if boxes else "[b]total", str(tr["size"]), str(te["size"]))
     out.print(table)
     ratio = tr["imbalance_ratio"]
     out.print(
         f"images {'x'.join(map(str, tr['shape']))} {tr['dtype']}; train imbalance (max/min) "
         + (f"{ratio:.2f}" if ratio is not None else "n/a (unlabelled)")
     )
+
+
+@data_app.command("detection")
+def data_detection_cmd(
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder to write (must not hold the splits).")
+    ],
+    source: Annotated[
+        str, typer.Option("--from", help="mnist or fashion-mnist: the real images to place.")
+    ] = "mnist",
+    train_count: Annotated[int, typer.Option("--train", help="Training canvases.")] = 2000,
+    test_count: Annotated[int, typer.Option("--test", help="Test canvases.")] = 500,
+    canvas: Annotated[int, typer.Option(help="Canvas side in pixels.")] = 64,
+    formats: Annotated[
+        str, typer.Option("--format", help="yolo, coco or yolo,coco (subfolders of --out).")
+    ] = "yolo,coco",
+    seed: Annotated[int, typer.Option(help="Seed of the placement draws.")] = 0,
+    root: RootOpt = None,
+) -> None:
+    """Write a detection set built from real digits or clothes (1-3 per canvas, tight boxes)
+    as YOLO and/or COCO folders: a known-answer set for the detection commands."""
+    from thresher.data import load_dataset
+    from thresher.data.detection import make_canvases
+    from thresher.data.detection_io import write_coco, write_yolo
+    from thresher.errors import ConfigError
+
+    writers = {"yolo": write_yolo, "coco": write_coco}
+    chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    bad = [f for f in chosen if f not in writers]
+    if bad or not chosen:
+        raise ConfigError(f"unknown format {bad[0] if bad else formats!r}; use yolo, coco or both")
+    if source not in ("mnist", "fashion-mnist"):
+        raise ConfigError(f"--from must be mnist or fashion-mnist, got {source!r}")
+    targets = [out_dir / f for f in chosen]
+    taken = [t for t in targets if t.exists() and any(t.iterdir())]
+    if taken:  # checked before anything is decoded or written
+        raise ConfigError(f"{taken[0]} already holds files; choose a new --out")
+    sets = {}
+    for split, count, offset in (("train", train_count, 1), ("test", test_count, 2)):
+        digits = load_dataset(source, root=root, split=split)
+        sets[split] = make_canvases(
+            digits, count=count, canvas=canvas, seed=seed * 10 + offset,
+            name=f"{source}-detection/{split}",
+        )  # fmt: skip
+    for fmt, target in zip(chosen, targets, strict=True):
+        for split, ds in sets.items():
+            writers[fmt](ds, target, split=split)
+        out.print(f"wrote {fmt.upper()} to {target} ({train_count} train + {test_count} test)")
 
 
 @data_app.command("fetch")
@@ -326,9 +377,16 @@ def train_cmd(
     if as_json:
         _print_json(res.to_dict())
         return
+    if res.task == "detection":
+        tested = (
+            f"test mAP50 [b]{res.map50:.3f}[/b], mAP50-95 [b]{res.map50_95:.3f}[/b], "
+            f"score (0.1 mAP50 + 0.9 mAP50-95) [b]{res.score:.3f}[/b]"
+        )
+    else:
+        tested = f"test accuracy [b]{100 * (res.test_accuracy or 0.0):.2f}%[/b]"
     out.print(
         f"[b]{res.model}[/b] on {res.dataset} ({res.train_size} images, {res.epochs} epochs, "
-        f"{res.device}): test accuracy [b]{100 * res.test_accuracy:.2f}%[/b] "
+        f"{res.device}): {tested} "
         f"in {res.seconds:.0f} s ({res.images_per_second:.0f} images/s)"
     )
     out.print(f"run: {res.run_dir}")
@@ -681,7 +739,13 @@ def labels_cmd(
 @app.command("export")
 def export_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory with a filter result.")],
-    fmt: Annotated[str, typer.Option("--format", help="txt, csv, json, parquet, folder or index.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="txt, csv, json, parquet, folder or index; yolo or coco for a detection run.",
+        ),
+    ],
     out_path: Annotated[Path, typer.Option("--out", help="File (lists, index) or new folder.")],
     tag: Annotated[str | None, typer.Option(help="Which filter result (default: newest).")] = None,
     ignore_tags: Annotated[
@@ -795,20 +859,26 @@ def compare_cmd(
         _print_json(table.to_dict())
         return
     rows = format_compare(table)
-    title = f"test accuracy, mean ± std over {seeds} seeds (%)"
+    detection = table.metric == "score"
+    what = "detection score (0.1 mAP50 + 0.9 mAP50-95)" if detection else "test accuracy (%)"
+    title = f"{what}, mean ± std over {seeds} seeds"
     if "random" in names:
-        title += "; (difference to random at the same size, paired by seed, in points, p-value)"
+        title += "; (difference to random at the same size, paired by seed, p-value)"
     grid = Table(*rows[0], title=title)
     for row in rows[1:]:
         grid.add_row(*row)
-    out.print(f"full data set: {100 * table.full_mean:.2f} ± {100 * table.full_std:.2f} %")
+    if detection:
+        out.print(f"full data set: score {table.full_mean:.3f} ± {table.full_std:.3f}")
+    else:
+        out.print(f"full data set: {100 * table.full_mean:.2f} ± {100 * table.full_std:.2f} %")
     if table.methods:
         out.print(grid)
     if table.subsets:
         from thresher.workflows.compare import format_subsets
 
         rows = format_subsets(table)
-        user = Table(*rows[0], title="your subsets against random ones with the same class counts")
+        twin = "the same size" if detection else "the same class counts"
+        user = Table(*rows[0], title=f"your subsets against random ones with {twin}")
         for row in rows[1:]:
             user.add_row(*row)
         out.print(user)

@@ -15,7 +15,8 @@ def dataset_info(ds: ImageDataset) -> dict[str, Any]:
     Keys: ``name``, ``size``, ``shape`` ``[C, H, W]``, ``dtype``, ``labelled``,
     ``num_classes``, ``classes``, ``counts`` (class name -> samples), ``imbalance_ratio``
     (largest / smallest non-empty class; ``None`` when unlabelled), ``empty_classes``,
-    ``source``.
+    ``source``. A detection set counts boxes: ``counts`` holds boxes per class, and
+    ``boxes`` (all boxes) and ``boxes_per_image`` (mean) are added.
     """
     info: dict[str, Any] = {
         "name": ds.name,
@@ -30,6 +31,17 @@ def dataset_info(ds: ImageDataset) -> dict[str, Any]:
         "empty_classes": [],
         "source": {k: v for k, v in ds.source.items() if k != "files"},  # files: per-id paths
     }
+    from thresher.data.detection import DetectionDataset
+
+    if isinstance(ds, DetectionDataset):
+        box_counts = ds.box_class_counts()
+        info["counts"] = {c: int(n) for c, n in zip(ds.classes, box_counts, strict=True)}
+        info["boxes"] = ds.num_boxes
+        info["boxes_per_image"] = ds.num_boxes / len(ds)
+        present = box_counts[box_counts > 0]
+        if present.size:
+            info["imbalance_ratio"] = float(present.max() / present.min())
+        info["empty_classes"] = [c for c, n in zip(ds.classes, box_counts, strict=True) if n == 0]
     if ds.labels is not None:
         counts = ds.class_counts()
         present = counts[counts > 0]

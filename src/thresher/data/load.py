@@ -45,7 +45,8 @@ def load_dataset(
         name_or_path: a registered name (``mnist``, ``fashion-mnist``, ``cifar10``,
             ``cifar100``, ``digits``; see ``DATASETS``) or a path: a folder of IDX files, a
             ``cifar-10-batches-py``/``cifar-100-python`` folder, an image folder or a tar archive
-            of one. An exact registered name wins over a folder of that name (write ``./mnist``
+            of one, or a detection set (a YOLO ``images/`` + ``labels/`` folder, or a COCO
+            ``images/`` + ``annotations/instances_<split>.json`` folder). An exact registered name wins over a folder of that name (write ``./mnist``
             for the folder).
         root: the data root of named sets (default ``$THRESHER_DATA``). Under it: ``mnist/``,
             ``fashion-mnist/`` (IDX, gzipped or raw), ``cifar-10-batches-py/`` or else
@@ -97,9 +98,14 @@ def _load_path(
         return load_cifar10(path, split=split or "train", limit=limit, seed=seed)
     if path.is_dir() and (path / "meta").is_file() and (path / "train").is_file():
         return load_cifar100(path, split=split or "train", limit=limit, seed=seed)
+    from thresher.data.detection_io import is_coco_folder, is_yolo_folder, load_coco, load_yolo
     from thresher.data.hf import is_hf_folder, load_hf_dataset
     from thresher.data.pixels import is_pixel_cache, load_pixel_cache
 
+    if path.is_dir() and (is_yolo_folder(path) or is_coco_folder(path)):
+        read = load_yolo if is_yolo_folder(path) else load_coco
+        ds = read(path, split=split or "train")
+        return ds if limit is None else limit_dataset(ds, limit=limit, seed=seed)
     if is_pixel_cache(path):
         ds = load_pixel_cache(path)
         return ds if limit is None else limit_dataset(ds, limit=limit, seed=seed)

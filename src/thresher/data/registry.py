@@ -137,6 +137,48 @@ DATASETS.register(
         loader=_load_cifar100,
     ),
 )
+# Detection sets built from the real digits (issue 19): canvases of 1-3 objects with tight
+# boxes, the same canvases on every machine (generation seed fixed per split; --limit draws from
+# them with the run's seed).
+DETECTION_SIZES = {"train": 2000, "test": 500}
+
+
+def _load_canvases(name: str, torchvision_name: str) -> Loader:
+    def load(root: Path, *, split: str, verify: bool, limit: int | None, seed: int) -> ImageDataset:
+        from thresher.data.detection import make_canvases
+
+        folder = _idx_folder(root, name, torchvision_name)
+        digits = load_idx(folder, split=split, dataset=name, verify=verify)
+        ds = make_canvases(
+            digits,
+            count=DETECTION_SIZES[split],
+            seed=1 if split == "train" else 2,
+            name=f"{name}-detection/{split}",
+        )
+        return ds if limit is None else limit_dataset(ds, limit=limit, seed=seed)
+
+    return load
+
+
+for _name, _tv, _what in (
+    ("mnist", "MNIST", "digits"),
+    ("fashion-mnist", "FashionMNIST", "clothes"),
+):
+    DATASETS.register(
+        f"{_name}-detection",
+        DatasetSpec(
+            name=f"{_name}-detection",
+            description=f"object detection: 64x64 canvases of 1-3 real {_name} {_what} with "
+            f"tight boxes, {DETECTION_SIZES['train']:,} train + {DETECTION_SIZES['test']} test "
+            "(built from the IDX files)",
+            splits=("train", "test"),
+            num_classes=10,
+            image_shape=(1, 64, 64),
+            loader=_load_canvases(_name, _tv),
+            fetchable=False,
+        ),
+    )
+
 DATASETS.register(
     "digits",
     DatasetSpec(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from thresher.data.types import ImageDataset
@@ -83,11 +85,5 @@ def limit_dataset(ds: ImageDataset, *, limit: int, seed: int) -> ImageDataset:
     keep = stratified_indices(ds.labels, len(ds), limit=limit, seed=seed)
     if len(keep) == len(ds):
         return ds
-    return ImageDataset(
-        images=ds.images[keep],
-        labels=None if ds.labels is None else ds.labels[keep],
-        ids=ds.ids[keep],
-        classes=ds.classes,
-        name=ds.name,
-        source={**ds.source, "limit": {"limit": limit, "seed": seed}},
-    )
+    # through take(): a subclass (a detection set) keeps what travels with its rows (boxes)
+    return replace(ds.take(keep), source={**ds.source, "limit": {"limit": limit, "seed": seed}})

@@ -1,6 +1,7 @@
 """Model registry: paper nets, CIFAR ResNets, torchvision/timm adapters, user modules."""
 
 from thresher.models import cifar_fast as _cifar_fast  # noqa: F401  (registers)
+from thresher.models import detection as _detection  # noqa: F401  (registers det_tiny, ...)
 from thresher.models import external as _external  # noqa: F401  (registers efficientnet_lite0/1/2)
 from thresher.models import paper_nets as _paper_nets  # noqa: F401  (registers)
 from thresher.models import resnet_cifar as _resnet_cifar  # noqa: F401  (registers)
@@ -20,6 +21,7 @@ from thresher.models.registry import (
     MODELS,
     ModelSpec,
     create_model,
+    is_detector,
     model_spec,
     register_model,
     uses_test_time_flip,
@@ -38,6 +40,7 @@ __all__ = [
     "default_layer",
     "external_spec",
     "feature_layer_of",
+    "is_detector",
     "load_weights",
     "model_fingerprint",
     "model_spec",

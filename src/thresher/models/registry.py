@@ -27,6 +27,8 @@ class ModelSpec:
         description: one line for ``thresher models``.
         test_time_flip: evaluate on each image and its mirror image, averaging the logits
             (flip test-time augmentation; part of how the architecture is meant to be tested).
+        task: ``"classification"`` (logits) or ``"detection"`` (a torchvision-style detector:
+            ``model(images, targets)`` gives losses when training, boxes when evaluating).
     """
 
     name: str
@@ -38,8 +40,10 @@ class ModelSpec:
     feature_layer: str = ""
     description: str = ""
     test_time_flip: bool = False
+    task: str = "classification"
 
 
+TASKS = ("classification", "detection")
 MODELS: Registry[ModelSpec] = Registry("model", error=ModelError)
 
 
@@ -53,8 +57,11 @@ def register_model(
     feature_layer: str = "",
     description: str = "",
     test_time_flip: bool = False,
+    task: str = "classification",
 ) -> Callable[[ModelBuilder], ModelBuilder]:
     """Decorator registering ``builder`` under ``name``."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
 
     def wrap(builder: ModelBuilder) -> ModelBuilder:
         MODELS.register(
@@ -69,6 +76,7 @@ def register_model(
                 feature_layer=feature_layer,
                 description=description or (builder.__doc__ or "").strip().splitlines()[0],
                 test_time_flip=test_time_flip,
+                task=task,
             ),
         )
         return builder
@@ -108,6 +116,11 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 1) -> nn.Mod
     if in_channels < 1:
         raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
     return spec.builder(num_classes=num_classes, in_channels=in_channels)
+
+
+def is_detector(model: object) -> bool:
+    """Whether a model, given by registry name, is a detector."""
+    return isinstance(model, str) and model_spec(model).task == "detection"
 
 
 def uses_test_time_flip(model: object) -> bool:

@@ -275,6 +275,21 @@ register_recipe(
 register_recipe(
     get_recipe("cifar-resnet").replace(name="cifar-resnet-ldam-drw", loss="ldam", drw_epoch=160)
 )
+# For the detectors ``det_tiny``/``det_tiny_fcos`` (not from a paper; measured on the MNIST
+# detection canvases): AdamW with a short warm-up (focal-loss heads diverge without one) and a
+# cosine decay; no flips (digits are not mirror-symmetric).
+register_recipe(
+    Recipe(
+        name="det-tiny",
+        optimizer="adam",
+        lr=2e-3,
+        weight_decay=0.0,
+        batch_size=32,
+        epochs=12,
+        schedule="cosine",
+        warmup_epochs=1,
+    )
+)
 # For ``cifar_fast`` (airbench-like; not from a paper): SGD-Nesterov, linear one-cycle, label
 # smoothing 0.2, weight averaging, bf16 where the machine has it. Tuned on the shared CIFAR-10
 # copy (docs/foundation.md, "The fast CIFAR net").

@@ -51,6 +51,9 @@ class CompareTable:
     # user-chosen subsets (``subsets=``): name -> size, accuracies, its class-matched random
     # twin's accuracies and the paired difference (same seeds)
     subsets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # what mean/std/cells hold: "accuracy" (classification) or "score" (detection: the
+    # thesis's 0.1 mAP50 + 0.9 mAP50-95; cells also carry map50 and map50_95 per seed)
+    metric: str = "accuracy"
 
     def difference(self, i: int, j: int) -> PairedDifference | None:
         """The paired difference of cell ``(keep i, method j)`` to random, when compared."""
@@ -69,6 +72,7 @@ class CompareTable:
             "cells": self.cells,
             "names": [list(row) for row in self.names],
             "subsets": self.subsets,
+            "metric": self.metric,
         }
 
 
@@ -173,6 +177,12 @@ def compare_run(
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {seeds!r}")
     run_recipe(run, epochs=epochs, precision=precision)  # refuses bad epochs or precision
+    from thresher.workflows.evaluate_detection import is_detection_run
+
+    detection = is_detection_run(run)
+    metric = "score" if detection else "accuracy"
+    if detection and engine != "local":
+        raise ConfigError("a detection run's comparison trains on this machine only; drop --engine")
     wanted: dict[str, np.ndarray | None] = {"full": None}
     for keep in keeps:
         for method in methods:
@@ -200,8 +210,9 @@ def compare_run(
         if progress is not None:
             progress(name)
         results[name] = _cached_evaluation(
-            run, name, ids, seeds=seeds, epochs=epochs, device=device, precision=precision
-        )
+            run, name, ids, seeds=seeds, epochs=epochs, device=device, precision=precision,
+            detection=detection,
+        )  # fmt: skip
     mean = np.full((len(keeps), len(methods)), math.nan)
     std = np.full_like(mean, math.nan)
     cells: dict[str, dict[str, Any]] = {}
@@ -211,22 +222,24 @@ def compare_run(
         own = results.pop(f"subset-{sub_name}")
         twin = results.pop(f"subset-{sub_name}-random")
         diff = paired_difference(
-            np.asarray(own["accuracy"], np.float64), np.asarray(twin["accuracy"], np.float64)
+            np.asarray(own[metric], np.float64), np.asarray(twin[metric], np.float64)
         )
         user[sub_name] = {
             "size": own["subset_size"],
-            "accuracy": own["accuracy"],
-            "random_accuracy": twin["accuracy"],
+            metric: own[metric],
+            f"random_{metric}": twin[metric],
             "versus_random": diff.to_dict(),
         }
     grid = np.array(list(results), dtype=object).reshape(len(keeps), len(methods))
     for i in range(len(keeps)):
         for j in range(len(methods)):
             res = results[grid[i, j]]
-            mean[i, j] = res["accuracy_mean"]
-            std[i, j] = res["accuracy_std"]
-            cells[grid[i, j]] = {"size": res["subset_size"], "accuracy": res["accuracy"]}
-    versus = _versus_random(grid, methods, results)
+            mean[i, j] = res[f"{metric}_mean"]
+            std[i, j] = res[f"{metric}_std"]
+            cells[grid[i, j]] = {"size": res["subset_size"], metric: res[metric]}
+            if detection:
+                cells[grid[i, j]].update(map50=res["map50"], map50_95=res["map50_95"])
+    versus = _versus_random(grid, methods, results, metric=metric)
     for name, diff in versus.items():
         cells[name]["versus_random"] = diff.to_dict()
     table = CompareTable(
@@ -234,13 +247,14 @@ def compare_run(
         methods=methods,
         mean=mean,
         std=std,
-        full_mean=float(full["accuracy_mean"]),
-        full_std=float(full["accuracy_std"]),
+        full_mean=float(full[f"{metric}_mean"]),
+        full_std=float(full[f"{metric}_std"]),
         seeds=seeds,
         cells=cells,
         versus_random=dict(versus),
         names=tuple(tuple(str(v) for v in row) for row in grid),
         subsets=user,
+        metric=metric,
     )
     run.write_json("compare/table.json", table.to_dict())
     return table
@@ -297,6 +311,7 @@ def _cached_evaluation(
     epochs: int | None,
     device: str | None,
     precision: str | None = None,
+    detection: bool = False,
 ) -> dict[str, Any]:
     """An evaluation stored under ``compare/``; reused when its ids, seeds, epochs and
     precision match."""
@@ -306,6 +321,15 @@ def _cached_evaluation(
         stored = run.read_json(rel)
         if stored.get("key") == key:
             return dict(stored["result"])
+    if detection:
+        from thresher.workflows.evaluate_detection import evaluate_detection_run
+
+        found = evaluate_detection_run(
+            run, subset_ids=ids, seeds=seeds, epochs=epochs, device=device, name=name,
+            precision=precision,
+        )  # fmt: skip
+        run.write_json(rel, {"key": key, "result": found})
+        return found
     res = evaluate_run(
         run,
         subset_ids=ids,
@@ -329,7 +353,11 @@ def _ids_hash(ids: np.ndarray | None) -> str:
 
 
 def _versus_random(
-    grid: np.ndarray, methods: tuple[str, ...], results: dict[str, dict[str, Any]]
+    grid: np.ndarray,
+    methods: tuple[str, ...],
+    results: dict[str, dict[str, Any]],
+    *,
+    metric: str = "accuracy",
 ) -> dict[str, PairedDifference]:
     """Each non-random cell against random at the same kept share, paired by seed."""
     if "random" not in methods:
@@ -337,26 +365,28 @@ def _versus_random(
     r = methods.index("random")
     out: dict[str, PairedDifference] = {}
     for i in range(grid.shape[0]):
-        base = np.asarray(results[grid[i, r]]["accuracy"], dtype=np.float64)
+        base = np.asarray(results[grid[i, r]][metric], dtype=np.float64)
         for j, method in enumerate(methods):
             if method == "random":
                 continue
-            acc = np.asarray(results[grid[i, j]]["accuracy"], dtype=np.float64)
+            acc = np.asarray(results[grid[i, j]][metric], dtype=np.float64)
             out[str(grid[i, j])] = paired_difference(acc, base)
     return out
 
 
 def format_compare(table: CompareTable) -> list[list[str]]:
-    """Rows of strings: the header, then one row per kept percentage: mean ± std (in %) and,
-    when random was compared, the paired difference to it with its p-value."""
+    """Rows of strings: the header, then one row per kept percentage: mean ± std (accuracy in
+    %, a detection score as is) and, when random was compared, the paired difference to it
+    with its p-value."""
+    scale, digits = (100.0, 2) if table.metric == "accuracy" else (1.0, 3)
     rows = [["kept %", *table.methods]]
     for i, keep in enumerate(table.keeps):
         row = [f"{100 * keep:g}"]
         for j in range(len(table.methods)):
-            text = f"{100 * table.mean[i, j]:.2f} ± {100 * table.std[i, j]:.2f}"
+            text = f"{scale * table.mean[i, j]:.{digits}f} ± {scale * table.std[i, j]:.{digits}f}"
             diff = table.difference(i, j)
             if diff is not None:
-                text += f" ({100 * diff.mean:+.2f}"
+                text += f" ({scale * diff.mean:+.{digits}f}"
                 text += f", p={diff.p_value:.2g})" if diff.n > 1 else ")"
             row.append(text)
         rows.append(row)
@@ -368,16 +398,19 @@ def format_subsets(table: CompareTable) -> list[list[str]]:
     twin's and the paired difference (points, p-value). Only the header when there are none."""
     import statistics
 
-    rows = [["subset", "images", "accuracy %", "random, same class counts %", "difference"]]
+    m = table.metric
+    scale, digits, unit = (100.0, 2, " %") if m == "accuracy" else (1.0, 3, "")
+    twin = "random, same class counts" if m == "accuracy" else "random, same size"
+    rows = [["subset", "images", f"{m}{unit}", f"{twin}{unit}", "difference"]]
     for name, cell in table.subsets.items():
-        acc, base = cell["accuracy"], cell["random_accuracy"]
+        acc, base = cell[m], cell[f"random_{m}"]
 
         def text(values: list[float]) -> str:
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            return f"{100 * statistics.fmean(values):.2f} ± {100 * sd:.2f}"
+            return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * sd:.{digits}f}"
 
         diff = cell["versus_random"]
-        note = f"{100 * diff['mean']:+.2f}"
+        note = f"{scale * diff['mean']:+.{digits}f}"
         if diff.get("p_value") is not None and len(acc) > 1:
             note += f" (p={diff['p_value']:.2g})"
         rows.append([name, str(cell["size"]), text(acc), text(base), note])

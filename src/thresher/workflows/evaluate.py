@@ -44,6 +44,13 @@ def evaluate_run(
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    from thresher.workflows.evaluate_detection import is_detection_run
+
+    if is_detection_run(run):
+        raise ConfigError(
+            f"{run.path} holds a detector; retrain-and-score it with `thresher compare RUN` "
+            "(mAP50, mAP50-95 and the thesis's score per subset, paired with random)"
+        )
     run_recipe(run, epochs=epochs, precision=precision)  # refuse bad overrides first
     with get_engine(engine, address=ray_address) as eng:
         done = evaluate_subsets_run(
@@ -55,11 +62,11 @@ def evaluate_run(
 
 def random_like(run: Run, ids: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """A seeded random subset of the run's training split with the same number of images of
-    each class as ``ids``: the matched baseline a subset must beat."""
+    each class as ``ids`` (of images, for unlabelled data): the matched baseline a subset must
+    beat."""
     from thresher.errors import DataError
 
     train = run_dataset(run, "train")
-    labels = train.require_labels("a class-matched random subset")
     wanted = np.asarray(ids).astype(str)
     pos = np.flatnonzero(np.isin(train.ids, wanted))
     if pos.size != np.unique(wanted).size:
@@ -67,8 +74,11 @@ def random_like(run: Run, ids: np.ndarray, *, seed: int = 0) -> np.ndarray:
             f"{np.unique(wanted).size - pos.size} of the subset's ids are not in the run's "
             "training split; pass ids of this run's training data"
         )
-    counts = np.bincount(labels[pos], minlength=train.num_classes)
     rng = np.random.default_rng(seed)
+    if train.labels is None:  # unlabelled (a detection set): the same number of images
+        return np.asarray(train.ids[np.sort(rng.choice(len(train), pos.size, replace=False))])
+    labels = train.labels
+    counts = np.bincount(labels[pos], minlength=train.num_classes)
     picked = [
         rng.choice(np.flatnonzero(labels == c), size=int(n), replace=False)
         for c, n in enumerate(counts)

@@ -12,7 +12,8 @@ from thresher.store import Run, write_ids
 from thresher.workflows.filter import load_filter
 from thresher.workflows.run import run_dataset
 
-EXPORT_FORMATS = ("txt", "csv", "json", "parquet", "folder", "index")
+EXPORT_FORMATS = ("txt", "csv", "json", "parquet", "folder", "index", "yolo", "coco")
+DETECTION_FORMATS = ("yolo", "coco")  # the kept images with their boxes
 
 
 def export_run(
@@ -23,7 +24,9 @@ def export_run(
     tag: str | None = None,
     apply_tags: bool = True,
 ) -> dict[str, Any]:
-    """Export the kept ids of a stored filter: an id list, an image folder, or an index.
+    """Export the kept ids of a stored filter: an id list, an image folder, or an index; for a
+    detection run a YOLO or COCO folder of the kept images with their boxes (PNG at the size
+    the run stores).
 
     With ``apply_tags`` (the default) the user's verdicts (``thresher tag``, the app) are
     applied: images tagged ``remove`` leave the kept set, images tagged ``keep`` join it. The
@@ -34,6 +37,17 @@ def export_run(
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    from thresher.workflows.evaluate_detection import is_detection_run
+
+    detection = is_detection_run(run)
+    if fmt in DETECTION_FORMATS and not detection:
+        raise ConfigError(
+            f"--format {fmt} writes boxes, but {run.path} is a classification run; use folder"
+        )
+    if detection and fmt in ("folder", "index"):
+        raise ConfigError(
+            f"--format {fmt} would drop the boxes of this detection run; use yolo or coco"
+        )
     result = load_filter(run, tag)
     sel = np.asarray(result.kept, bool)
     moved = {"removed_by_tag": 0, "kept_by_tag": 0}
@@ -50,6 +64,15 @@ def export_run(
         path = write_ids(kept, out, fmt=fmt, columns=columns)
         return {"path": str(path), "format": fmt, "count": len(kept), "tags": moved}
     ds = run_dataset(run, "train")
+    if fmt in DETECTION_FORMATS:
+        from thresher.data.detection import DetectionDataset
+        from thresher.data.detection_io import write_coco, write_yolo
+
+        kept_set = ds.subset(kept)
+        assert isinstance(kept_set, DetectionDataset)  # a detection run's data (checked above)
+        writer = write_yolo if fmt == "yolo" else write_coco
+        path = writer(kept_set, out, split="train")  # refuses an existing split
+        return {"path": str(path), "format": fmt, "count": len(kept), "tags": moved}
     mode: Literal["copy", "index"] = "copy" if fmt == "folder" else "index"
     report = materialise(ds, kept, out, mode=mode)
     return {"path": report.path, "format": fmt, "count": report.count, "tags": moved}

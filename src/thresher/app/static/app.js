@@ -595,6 +595,9 @@ function renderImage(p) {
     facts.push(["filter", `${why}`], ["filter result", `${f.tag} (layer ${f.layer})`],
       ["removal score", f.score.toFixed(3)], ["outlier score", f.outlier_score.toFixed(3)]);
   }
+  if (p.objects) facts.push(["objects", p.objects.length ? p.objects.map((o) => o.class).join(", ") : "none (background)"]);
+  if (p.detections) facts.push(["detected (score ≥ 0.3)", p.detections.length
+    ? p.detections.map((d) => `${d.class} ${d.score.toFixed(2)}`).join(", ") : "nothing"]);
   if (p.archetype) facts.push(["archetype", `${p.archetype} (${p.same_class_neighbours ?? "?"} of ${p.archetype_k ?? "k"} nearest neighbours share its class)`]);
   if (p.label_issue) {
     const li = p.label_issue;
