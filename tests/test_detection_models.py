@@ -248,6 +248,10 @@ def test_the_app_draws_each_image_with_its_boxes(det_run: tuple[Path, dict]) -> 
                 others = [box_colour(int(c)) for c in labels]
                 assert tuple(edge) in others
                 assert box_colour(int(label)) in others
+        page = client.get("/api/items", params={"split": "train", "limit": 5}).json()
+        first = train.indices_of([page["items"][0]["id"]])[0]
+        names = [train.classes[c] for c in train.targets(int(first))[1]]
+        assert page["items"][0]["objects_text"] == ", ".join(names)  # the grid tile's caption
         item = client.get("/api/item", params={"id": str(train.ids[0]), "split": "train"}).json()
         boxes, labels = train.targets(0)
         assert [o["class"] for o in item["objects"]] == [train.classes[c] for c in labels]

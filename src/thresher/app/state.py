@@ -504,7 +504,10 @@ class RunState:
             "total": len(rows),
             "size": len(frame),
             "offset": offset,
-            "items": [row_dict(frame, int(r), tags, classes) for r in page],
+            "items": [
+                {**row_dict(frame, int(r), tags, classes), **self._objects_text(split, int(r))}
+                for r in page
+            ],
             "choices": {
                 "classes": classes,
                 "reasons": sorted({str(r) for r in frame.reason.tolist() if r}),
@@ -583,6 +586,16 @@ class RunState:
         if self._model is None:
             self._model = run_model(self.run)
         return self._model
+
+    def _objects_text(self, split: str, row: int) -> dict[str, Any]:
+        """``{"objects_text": "7, 6"}`` (the classes of a detection image's boxes), else ``{}``."""
+        from thresher.data.detection import DetectionDataset
+
+        ds, _ = self.dataset(split)
+        if not isinstance(ds, DetectionDataset):
+            return {}
+        _, labels = ds.targets(row)
+        return {"objects_text": ", ".join(str(self.class_name(int(c))) for c in labels)}
 
     def _objects(self, split: str, row: int) -> dict[str, Any]:
         """A detection set's boxes of one image, and what the run's detector finds there

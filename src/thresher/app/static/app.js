@@ -479,7 +479,8 @@ async function loadGrid() {
 function tileCaption(it) {
   const lines = [];
   const pred = it.prediction_class != null && it.prediction_class !== it.class ? ` → ${it.prediction_class}` : "";
-  lines.push(el("span", { class: "line", text: `${it.class ?? "?"}${pred}`, title: "label → the model's prediction" }));
+  if (it.objects_text != null) lines.push(el("span", { class: "line", text: it.objects_text || "no objects", title: "the classes of its boxes" }));
+  else lines.push(el("span", { class: "line", text: `${it.class ?? "?"}${pred}`, title: "label → the model's prediction" }));
   if (it.reason) {
     const score = it.score == null ? "" : ` ${it.score.toFixed(2)}`;
     lines.push(el("span", { class: `line reason-${it.reason}`, text: `${it.reason}${score}`,
@@ -595,7 +596,8 @@ function renderImage(p) {
     facts.push(["filter", `${why}`], ["filter result", `${f.tag} (layer ${f.layer})`],
       ["removal score", f.score.toFixed(3)], ["outlier score", f.outlier_score.toFixed(3)]);
   }
-  if (p.objects) facts.push(["objects", p.objects.length ? p.objects.map((o) => o.class).join(", ") : "none (background)"]);
+  if (p.objects) facts.push(["objects", p.objects.length
+    ? `${p.objects.length} (${p.objects.map((o) => o.class).join(", ")})` : "none (background)"]);
   if (p.detections) facts.push(["detected (score ≥ 0.3)", p.detections.length
     ? p.detections.map((d) => `${d.class} ${d.score.toFixed(2)}`).join(", ") : "nothing"]);
   if (p.archetype) facts.push(["archetype", `${p.archetype} (${p.same_class_neighbours ?? "?"} of ${p.archetype_k ?? "k"} nearest neighbours share its class)`]);
