@@ -204,6 +204,18 @@ def test_a_detection_run_refuses_what_does_not_apply(
     code, _, err = cli(["evaluate", str(out), "--seeds", "1"])
     assert code != 0
     assert "holds a detector; retrain-and-score it with `thresher compare" in err
+    for argv in (
+        ["diagnose", str(out)],
+        ["labels", str(out)],
+        ["reduce", str(out)],
+        ["explain", str(out), "--index", "0", "--out", str(tmp_path / "e.png")],
+    ):
+        code, _, err = cli(argv)
+        assert code != 0, argv
+        assert "is made for classifiers" in err, argv
+    assert not (out / "diagnose").exists()
+    assert not (out / "reduce").exists()
+    assert not (tmp_path / "e.png").exists()
     code, _, err = cli(["train", "mnist-detection", "--model", "mnist_lenet", "--root",
                         str(data_root), "--out", str(tmp_path / "x"), "--limit", "20"])  # fmt: skip
     assert code != 0

@@ -160,6 +160,9 @@ def explain_cmd(
     from thresher.report.lrp_figures import plot_class_maps
 
     run = open_run(run_dir)
+    from thresher.workflows.evaluate_detection import require_classifier
+
+    require_classifier(run, "thresher explain (LRP)")
     ds = run_dataset(run, split)
     if not 0 <= index < len(ds):
         raise ConfigError(f"--index must be in [0, {len(ds)}), got {index}")

@@ -64,6 +64,9 @@ def diagnose_run(
     -------
     ``{name: result}`` for each analysis run.
     """
+    from thresher.workflows.evaluate_detection import require_classifier
+
+    require_classifier(run, "thresher diagnose")
     embeddings_only = is_embeddings_run(run)
     if not embeddings_only:  # an embeddings run has what the embedding analyses need
         require_model(run, "thresher diagnose")

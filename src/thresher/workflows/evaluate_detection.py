@@ -38,6 +38,18 @@ def is_detection_run(run: Run) -> bool:
     return isinstance(name, str) and name in MODELS and MODELS.get(name).task == "detection"
 
 
+def require_classifier(run: Run, what: str) -> None:
+    """Refuse, naming ``what``, when the run holds a detector (a step made for classifiers:
+    LRP, the imbalance diagnostics, label issues, the LRP-GUS search)."""
+    if is_detection_run(run):
+        from thresher.errors import RunError
+
+        raise RunError(
+            f"{what} is made for classifiers, but {run.path} holds a detector; on a detection "
+            "run use embed, filter, compare, export and the app (docs/detection.md)"
+        )
+
+
 def evaluate_detection_run(
     run: Run,
     *,

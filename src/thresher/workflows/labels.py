@@ -29,6 +29,9 @@ def labels_run(
 
     ``precision`` overrides the run recipe's for the cross-validation models."""
 
+    from thresher.workflows.evaluate_detection import require_classifier
+
+    require_classifier(run, "thresher labels")
     if method not in LABEL_METHODS:
         raise ConfigError(
             f"unknown label-issue method {method!r} (valid: {', '.join(LABEL_METHODS)})"

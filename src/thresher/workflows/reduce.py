@@ -170,8 +170,10 @@ def reduce_run(
     finished one); ``restart`` discards it. ``scorer`` replaces the real one (tests).
     """
     from thresher.lrp_gus.scorer import TrainScorer
+    from thresher.workflows.evaluate_detection import require_classifier
     from thresher.workflows.run import run_recipe, run_transform
 
+    require_classifier(run, "thresher reduce (LRP-GUS)")
     start = time.perf_counter()
     directory = run.file(AREA)
     checkpoint = DirCheckpoint(directory, settings=settings.search, context=settings.context())
