@@ -197,6 +197,21 @@ def test_export_writes_the_kept_images_with_their_boxes(
     assert not (tmp_path / "f").exists()
 
 
+def test_a_random_twin_of_an_unlabelled_subset_has_its_size(det_run: tuple[Path, dict]) -> None:
+    from thresher.workflows.evaluate import random_like
+    from thresher.workflows.run import open_run, run_dataset
+
+    run = open_run(det_run[0])
+    train = run_dataset(run, "train")
+    chosen = train.ids[:17]
+    twin = random_like(run, chosen, seed=3)
+    assert len(twin) == 17
+    assert len(set(twin)) == 17
+    assert set(twin) <= set(train.ids)
+    assert twin.tolist() == random_like(run, chosen, seed=3).tolist()
+    assert twin.tolist() != random_like(run, chosen, seed=4).tolist()
+
+
 def test_a_detection_run_refuses_what_does_not_apply(
     det_run: tuple[Path, dict], cli: CliRun, data_root: Path, tmp_path: Path
 ) -> None:
