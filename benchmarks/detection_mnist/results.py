@@ -18,12 +18,56 @@ REPO = HERE.parents[1]
 OUT = REPO / "benchmarks" / "results"
 
 
+def finished_table() -> dict:
+    """The comparison table of the cells finished so far (``RUN/compare/<cell>.json``), in the
+    shape of ``thresher compare --json``, for a run that has not finished every cell yet."""
+    import math
+    import re
+
+    from thresher.evaluate.paired import paired_difference
+
+    folder = OUT / "detection_mnist" / "run" / "compare"
+    found = {p.stem: json.loads(p.read_text())["result"] for p in folder.glob("*.json")}
+    full = found.pop("full")
+    pattern = re.compile(r"^(?P<method>[a-z0-9_]+)-keep(?P<keep>[0-9.]+)$")
+    cells = {name: pattern.match(name) for name in found}
+    methods = sorted({m["method"] for m in cells.values() if m}, key=lambda x: (x != "random", x))
+    keeps = sorted({float(m["keep"]) / 100 for m in cells.values() if m}, reverse=True)
+    names = [[f"{m}-keep{100 * k:g}" for m in methods] for k in keeps]
+    mean = [[found[n]["score_mean"] if n in found else math.nan for n in row] for row in names]
+    std = [[found[n]["score_std"] if n in found else math.nan for n in row] for row in names]
+    out_cells = {}
+    for row in names:
+        base = next((found[n] for n in row if n.startswith("random-") and n in found), None)
+        for n in row:
+            if n not in found:
+                continue
+            cell = {k: found[n][k] for k in ("score", "map50", "map50_95")}
+            cell["size"] = found[n]["subset_size"]
+            if base is not None and not n.startswith("random-"):
+                cell["versus_random"] = paired_difference(
+                    found[n]["score"], base["score"]
+                ).to_dict()
+            out_cells[n] = cell
+    return {
+        "keeps": keeps, "methods": methods, "names": names, "mean": mean, "std": std,
+        "full": {"mean": full["score_mean"], "std": full["score_std"]},
+        "seeds": len(full["score"]), "cells": out_cells, "metric": "score", "partial": True,
+    }  # fmt: skip
+
+
 def main() -> None:
-    table = json.loads((OUT / "detection_mnist" / "compare.json").read_text())
+    path = OUT / "detection_mnist" / "compare.json"
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):  # the comparison has not finished every cell yet
+        table = finished_table()
     trained = json.loads((OUT / "detection_mnist" / "train.json").read_text())
     cells = []
     for i, keep in enumerate(table["keeps"]):
         for j, method in enumerate(table["methods"]):
+            if table["names"][i][j] not in table["cells"]:
+                continue  # not finished yet
             cell = table["cells"][table["names"][i][j]]
             cells.append(
                 {
@@ -46,6 +90,7 @@ def main() -> None:
         "precision": trained["precision"],
         "run_model": {k: trained[k] for k in ("map50", "map50_95", "score", "seconds")},
         "seeds": table["seeds"],
+        "finished": not table.get("partial", False),
         "full": table["full"],
         "cells": cells,
         "machine": f"{cpu_model()}, {platform.machine()}",
@@ -58,6 +103,9 @@ def main() -> None:
     for i, keep in enumerate(keeps):
         row = []
         for j, method in enumerate(methods):
+            if table["names"][i][j] not in table["cells"]:
+                row.append("(running)")
+                continue
             text = f"{table['mean'][i][j]:.3f} ± {table['std'][i][j]:.3f}"
             vr = table["cells"][table["names"][i][j]].get("versus_random")
             if vr and method != "random":
@@ -71,13 +119,16 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for j, method in enumerate(methods):
-        ys = [table["mean"][i][j] for i in range(len(keeps))]
-        es = [table["std"][i][j] for i in range(len(keeps))]
-        ax.errorbar([100 * k for k in keeps], ys, yerr=es, marker="o", capsize=3, label=method)
+        done = [i for i in range(len(keeps)) if table["names"][i][j] in table["cells"]]
+        ys = [table["mean"][i][j] for i in done]
+        es = [table["std"][i][j] for i in done]
+        xs = [100 * keeps[i] for i in done]
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
     ax.axhline(table["full"]["mean"], color="grey", ls="--", label="full set")
     ax.set_xlabel("kept % of the training canvases")
     ax.set_ylabel("score = 0.1 mAP50 + 0.9 mAP50-95")
-    ax.set_title(f"det_tiny on MNIST detection canvases, {table['seeds']} seeds")
+    state = "" if not table.get("partial") else " (cells finished so far)"
+    ax.set_title(f"det_tiny on MNIST detection canvases, {table['seeds']} seeds{state}")
     ax.invert_xaxis()
     ax.legend()
     fig.tight_layout()
