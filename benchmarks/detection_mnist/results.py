@@ -27,7 +27,11 @@ def finished_table() -> dict:
     from thresher.evaluate.paired import paired_difference
 
     folder = OUT / "detection_mnist" / "run" / "compare"
-    found = {p.stem: json.loads(p.read_text())["result"] for p in folder.glob("*.json")}
+    found = {
+        p.stem: json.loads(p.read_text())["result"]
+        for p in folder.glob("*.json")
+        if p.stem != "table"  # the whole table, written once every cell has finished
+    }
     full = found.pop("full")
     pattern = re.compile(r"^(?P<method>[a-z0-9_]+)-keep(?P<keep>[0-9.]+)$")
     cells = {name: pattern.match(name) for name in found}
@@ -54,6 +58,74 @@ def finished_table() -> dict:
         "full": {"mean": full["score_mean"], "std": full["score_std"]},
         "seeds": len(full["score"]), "cells": out_cells, "metric": "score", "partial": True,
     }  # fmt: skip
+
+
+def seed_scores(cell: str) -> dict[int, float]:
+    """Every finished seed's score of one cell, read from the per-seed store
+    (``RUN/sweep/<cell>/seed-<s>.json``): a cell may hold more seeds than the table's run asked
+    for (``SEEDS=5 KEEP=90 run.sh`` adds seeds 3 and 4 to the 90% row)."""
+    folder = OUT / "detection_mnist" / "run" / "sweep" / cell
+    return {
+        int(p.stem.removeprefix("seed-")): json.loads(p.read_text())["result"]["score"]
+        for p in sorted(folder.glob("seed-*.json"))
+    }
+
+
+def more_seeds(table: dict) -> list[dict]:
+    """The cells with more seeds than the table, each against random on the seeds both have."""
+    import numpy as np
+
+    from thresher.evaluate.paired import paired_difference
+
+    rows = []
+    for i, keep in enumerate(table["keeps"]):
+        random_name = next(n for n in table["names"][i] if n.startswith("random-"))
+        base = seed_scores(random_name)
+        for name in table["names"][i]:
+            scores = seed_scores(name)
+            seeds = sorted(set(scores) & set(base))
+            if len(seeds) <= table["seeds"]:
+                continue
+            row = {
+                "cell": name,
+                "kept": keep,
+                "seeds": seeds,
+                "score": [scores[s] for s in seeds],
+                "mean": float(np.mean([scores[s] for s in seeds])),
+                "std": float(np.std([scores[s] for s in seeds], ddof=1)),
+            }
+            if name != random_name:
+                row["versus_random"] = paired_difference(
+                    np.array(row["score"]), np.array([base[s] for s in seeds])
+                ).to_dict()
+            rows.append(row)
+    return rows
+
+
+def pooled(table: dict) -> list[dict]:
+    """Each method against random over every kept share at once: the per-seed differences of
+    all rows in one paired test (every model is a separate training, so the pairs are
+    independent; the test asks whether the method beats random on average over the shares)."""
+    import numpy as np
+
+    from thresher.evaluate.paired import paired_difference
+
+    rows = []
+    for j, method in enumerate(table["methods"]):
+        if method == "random":
+            continue
+        mine, base = [], []
+        for i in range(len(table["keeps"])):
+            name = table["names"][i][j]
+            random_name = next(n for n in table["names"][i] if n.startswith("random-"))
+            if name in table["cells"] and random_name in table["cells"]:
+                mine += table["cells"][name]["score"]
+                base += table["cells"][random_name]["score"]
+        if mine:
+            diff = paired_difference(np.array(mine), np.array(base))
+            ahead = int(np.sum(np.array(mine) > np.array(base)))
+            rows.append({"method": method, "pairs": len(mine), "ahead": ahead, **diff.to_dict()})
+    return rows
 
 
 def main() -> None:
@@ -94,6 +166,8 @@ def main() -> None:
         "full": table["full"],
         "cells": cells,
         "machine": f"{cpu_model()}, {platform.machine()}",
+        "more_seeds": more_seeds(table),
+        "pooled_versus_random": pooled(table),
     }
     (OUT / "detection_mnist.json").write_text(json.dumps(out, indent=2) + "\n")
     methods, keeps = table["methods"], table["keeps"]
@@ -112,6 +186,29 @@ def main() -> None:
                 text += f" ({vr['mean']:+.3f}, p={vr['p_value']:.2g})"
             row.append(text)
         print(f"| {100 * keep:g} | " + " | ".join(row) + " |")
+    print("\neach method against random over every kept share (paired by seed and share):\n")
+    print("| method | pairs | ahead of random | mean difference [95% CI] | p |")
+    print("|---|---|---|---|---|")
+    for row in out["pooled_versus_random"]:
+        print(
+            f"| {row['method']} | {row['pairs']} | {row['ahead']} | {row['mean']:+.3f} "
+            f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] | {row['p_value']:.2g} |"
+        )
+    if out["more_seeds"]:
+        print("\ncells with more seeds (paired with random on the seeds both have):\n")
+        print("| cell | seeds | mean ± std | versus random (mean, 95% CI, p) |")
+        print("|---|---|---|---|")
+        for row in out["more_seeds"]:
+            vr = row.get("versus_random")
+            text = (
+                f"{vr['mean']:+.3f} [{vr['ci_low']:+.3f}, {vr['ci_high']:+.3f}], p={vr['p_value']:.2g}"
+                if vr
+                else ""
+            )
+            print(
+                f"| {row['cell']} | {len(row['seeds'])} | {row['mean']:.3f} ± {row['std']:.3f}"
+                f" | {text} |"
+            )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,6 +221,11 @@ def main() -> None:
         es = [table["std"][i][j] for i in done]
         xs = [100 * keeps[i] for i in done]
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
+    draws = OUT / "detection_mnist_random_draws.json"  # random_draws.py, when it has run
+    if draws.is_file():
+        rows = json.loads(draws.read_text())["rows"]
+        ax.scatter([100 * r["kept"] for r in rows], [r["score"] for r in rows], marker="x",
+                   color="tab:blue", alpha=0.6, label="random, draws 0-3 (model seed 0)")  # fmt: skip
     ax.axhline(table["full"]["mean"], color="grey", ls="--", label="full set")
     ax.set_xlabel("kept % of the training canvases")
     ax.set_ylabel("score = 0.1 mAP50 + 0.9 mAP50-95")
