@@ -83,8 +83,11 @@ def test_reduce_end_to_end_on_mnist(
     from thresher.workflows.reduce import evaluate_cutoff
     from thresher.workflows.run import open_run
 
-    table = evaluate_cutoff(open_run(run), seeds=2, epochs=1)
+    table = evaluate_cutoff(open_run(run), seeds=2, full_seeds=1, epochs=1)
     rows = table.rows()
+    # fewer models on T (the largest set) where time forces it; the paired subsets keep 2
+    assert (table.full.n, table.cutoff.n, table.balanced.n) == (1, 2, 2)
+    assert (table.to_dict()["seeds"], table.to_dict()["full_seeds"]) == (2, 1)
     assert [r["dataset"] for r in rows] == ["T", "T_c", "T_c(bal)"]
     assert rows[1]["size"] == rows[2]["size"] == len(ids)
     assert max(rows[2]["class_counts"]) - min(rows[2]["class_counts"]) <= 1
@@ -99,7 +102,7 @@ def test_reduce_end_to_end_on_mnist(
 
     # the knee cutoff of the same trace: its own subset and twin, the same (cached) T models
     code, out, err = cli(["evaluate", str(run), "--subset", "cutoff:knee", "--seeds", "2",
-                          "--epochs", "1", "--json"])  # fmt: skip
+                          "--full-seeds", "1", "--epochs", "1", "--json"])  # fmt: skip
     assert code == 0, err
     knee = json.loads(out)
     assert knee["rule"] == "knee"

@@ -1052,6 +1052,18 @@ DIAGNOSE_REDUCE = [
         ("has no reduction", "thresher reduce"),
     ),
     Case(
+        "cli-evaluate-full-seeds-without-cutoff",
+        _cli("evaluate", "{run}", "--full-seeds", "2"),
+        None,
+        ("--full-seeds sets the models on T for --subset cutoff only", "use --seeds"),
+    ),
+    Case(
+        "cli-evaluate-cutoff-zero-full-seeds",
+        _cli("evaluate", "{run}", "--subset", "cutoff", "--full-seeds", "0"),
+        None,
+        ("--full-seeds must be >= 1, got 0",),
+    ),
+    Case(
         "cli-explain-index-out-of-range",
         _cli("explain", "{run}", "--index", "99999", "--out", "{out}/map.png"),
         None,

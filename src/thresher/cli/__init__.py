@@ -457,6 +457,13 @@ def evaluate_cmd(
         ),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Models to train (seeds 0..N-1).")] = 5,
+    full_seeds: Annotated[
+        int | None,
+        typer.Option(
+            help="With --subset cutoff: models on T, the whole training split (default: "
+            "--seeds); fewer where time forces it, T_c and T_c(bal) keep --seeds."
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the run recipe's epochs.")] = None,
     versus_random: Annotated[
         bool,
@@ -488,6 +495,7 @@ def evaluate_cmd(
             open_run(run_dir),
             rule=rule,
             seeds=seeds,
+            full_seeds=full_seeds,
             epochs=epochs,
             device=device,
             precision=precision,
@@ -498,11 +506,19 @@ def evaluate_cmd(
             _print_json(cut.to_dict())
             return
         rows = format_cutoff_table(cut)
-        grid = Table(*rows[0], title=f"T, T_c and T_c(bal) ({cut.rule}), {seeds} models each")
+        n_full = seeds if full_seeds is None else full_seeds
+        models = (
+            f"{seeds} models each" if n_full == seeds else f"{n_full} on T, {seeds} on each subset"
+        )
+        grid = Table(*rows[0], title=f"T, T_c and T_c(bal) ({cut.rule}), {models}")
         for row in rows[1:]:
             grid.add_row(*row)
         out.print(grid)
         return
+    if full_seeds is not None:
+        raise ConfigError(
+            "--full-seeds sets the models on T for --subset cutoff only; use --seeds here"
+        )
     path = Path(subset) if subset is not None else None
     ids = read_ids(path) if path is not None else None
     if versus_random and ids is None:

@@ -354,7 +354,8 @@ class CutoffEvaluation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
-            "seeds": self.full.n,
+            "seeds": self.cutoff.n,
+            "full_seeds": self.full.n,
             "classes": list(self.full.classes),
             "rows": self.rows(),
             "cutoff_versus_balanced": self.cutoff_versus_balanced().to_dict(),
@@ -365,6 +366,7 @@ def evaluate_cutoff(
     run: Run,
     *,
     seeds: int = 20,
+    full_seeds: int | None = None,
     epochs: int | None = None,
     device: str | None = None,
     balanced_seed: int = 0,
@@ -378,11 +380,16 @@ def evaluate_cutoff(
     search's T); test each on the test split. Stored under ``RUN/evaluate/reduce-*.json``.
     ``engine="ray"`` trains the seeds as parallel Ray tasks; ``precision`` overrides the run
     recipe's. ``rule`` (``"drop"`` or ``"knee"``) evaluates that cutoff of the stored trace
-    instead of the chosen one (same T models, which are cached per seed)."""
+    instead of the chosen one (same T models, which are cached per seed). ``full_seeds``
+    (default ``seeds``) trains fewer models on T, by far the largest set, where time forces it:
+    T is the drop's reference, while T_c against T_c(bal) (the paired question) keeps ``seeds``.
+    """
     from thresher.workflows.evaluate import evaluate_run
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if full_seeds is not None and full_seeds < 1:
+        raise ConfigError(f"--full-seeds must be >= 1, got {full_seeds}")
     if rule not in (None, "drop", "knee"):
         raise ConfigError(f"the cutoff rule must be 'drop' or 'knee', got {rule!r}")
 
@@ -419,6 +426,7 @@ def evaluate_cutoff(
     # the small subsets first: their table is the paper's question; T (large) resumes per seed
     cut = evaluate_run(run, subset_ids=ids, name=f"reduce-Tc{suffix}", **common)
     balanced = evaluate_run(run, subset_ids=bal_ids, name=f"reduce-Tc{suffix}-bal", **common)
+    common["seeds"] = seeds if full_seeds is None else full_seeds
     full = evaluate_run(run, subset_ids=None, name="reduce-T", **common)
     result = CutoffEvaluation(full=full, cutoff=cut, balanced=balanced, rule=cutoff_rule)
     run.write_json(f"{AREA}/evaluation{suffix}.json", result.to_dict())
