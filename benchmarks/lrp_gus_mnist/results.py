@@ -1,4 +1,6 @@
-"""Collect the paper-scale LRP-GUS MNIST run into benchmarks/results/lrp_gus_mnist.json.
+"""Collect a paper-scale LRP-GUS run into benchmarks/results/lrp_gus_<dataset>.json.
+
+``--dataset mnist`` (default; ``run.sh`` here) or ``fmnist`` (``../lrp_gus_fmnist/run.sh``).
 
 Reads only stored files of the run (the trace, the cutoff, the Table 4 evaluation); nothing is
 typed by hand. Run by ``run.sh`` once the evaluation exists; safe to run again.
@@ -6,6 +8,7 @@ typed by hand. Run by ``run.sh`` once the evaluation exists; safe to run again.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -21,21 +24,58 @@ from thresher.workflows.run import open_run
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
-RUN = RESULTS / "lrp_gus_mnist" / "run"
-PAPER = {"compression": 0.9610, "acc_tc": 96.35, "acc_tcbal": 96.63, "acc_full": 99.24}
-# the paper's Table 4 (seed 000): class counts of T_c and F1 (%) per class of T, T_c, T_c(bal)
-PAPER_COUNTS = [185, 819, 173, 173, 162, 152, 162, 154, 180, 180]
-PAPER_F1 = {
-    "T": [99.55, 99.57, 99.17, 99.36, 99.41, 99.02, 99.23, 98.99, 99.09, 98.95],
-    "T_c": [97.67, 98.50, 95.11, 95.49, 97.52, 95.93, 97.52, 95.32, 94.86, 95.36],
-    "T_c(bal)": [97.75, 98.42, 95.57, 96.35, 97.65, 96.80, 97.65, 95.33, 95.03, 95.62],
+FIGURES = HERE.parent.parent / "docs" / "figures" / "lrp-gus"
+# the paper's Tables 4 (MNIST) and 5 (Fashion-MNIST), seed 000: compression, accuracy (%),
+# T_c's class counts and F1 (%) per class of T, T_c and T_c(bal)
+PAPERS: dict[str, dict] = {
+    "mnist": {
+        "table": "Table 4",
+        "compression": 0.9610,
+        "acc_full": 99.24,
+        "acc_tc": 96.35,
+        "acc_tcbal": 96.63,
+        "tc_size": 2340,
+        "counts": [185, 819, 173, 173, 162, 152, 162, 154, 180, 180],
+        "f1": {
+            "T": [99.55, 99.57, 99.17, 99.36, 99.41, 99.02, 99.23, 98.99, 99.09, 98.95],
+            "T_c": [97.67, 98.50, 95.11, 95.49, 97.52, 95.93, 97.52, 95.32, 94.86, 95.36],
+            "T_c(bal)": [97.75, 98.42, 95.57, 96.35, 97.65, 96.80, 97.65, 95.33, 95.03, 95.62],
+        },
+    },
+    "fmnist": {
+        "table": "Table 5",
+        "compression": 0.7594,
+        "acc_full": 92.46,
+        "acc_tc": 88.98,
+        "acc_tcbal": 89.53,
+        "tc_size": 14436,
+        "counts": [1068, 1012, 1097, 967, 1130, 3205, 1130, 2685, 1130, 1012],
+        "f1": {
+            "T": [87.61, 99.02, 87.99, 93.02, 87.94, 98.55, 77.88, 96.82, 98.66, 97.10],
+            "T_c": [83.22, 98.12, 82.19, 89.36, 81.46, 98.04, 69.55, 95.53, 97.18, 96.03],
+            "T_c(bal)": [83.89, 98.33, 82.72, 90.00, 82.55, 97.50, 71.06, 95.46, 97.50, 96.26],
+        },
+    },
 }
 
 
 def main() -> None:
-    run = open_run(RUN)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", choices=sorted(PAPERS), default="mnist")
+    key = ap.parse_args().dataset
+    paper = PAPERS[key]
+    run = open_run(RESULTS / f"lrp_gus_{key}" / "run")
     trace = load_trace(run)
+    if not run.file("reduce/evaluation.json").is_file():
+        # a run spanning sessions: what the search has found so far, for the next session
+        status = _search_status(run, trace)
+        _figures(key, run, trace)
+        path = RESULTS / f"lrp_gus_{key}_search.json"
+        path.write_text(json.dumps(status, indent=2) + "\n")
+        print(json.dumps(status, indent=2))
+        return
     cut = load_reduction(run)
+    _figures(key, run, trace)
     evaluation = run.read_json("reduce/evaluation.json")
     rows = {r["dataset"]: r for r in evaluation["rows"]}
     recipe = run.config["recipe"]
@@ -76,17 +116,58 @@ def main() -> None:
             "precision", recipe["precision"]
         ),
         "machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cpus",
-        "paper": PAPER,
+        "paper": {k: paper[k] for k in ("table", "compression", "acc_full", "acc_tc", "acc_tcbal")},
     }
-    path = RESULTS / "lrp_gus_mnist.json"
+    path = RESULTS / f"lrp_gus_{key}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     print()
-    print(markdown(rows, out))
+    print(markdown(rows, out, paper))
 
 
-def markdown(rows: dict[str, dict], out: dict) -> str:
-    """Table 4 of the paper beside this run's, for docs/lrp-gus-results.md."""
+def _figures(key: str, run: Run, trace: SearchTrace) -> None:
+    """Fig. 2 (a: accuracy against compression, b: F1 and counts) of the run into docs/: the
+    search's own figures (with the cutoff) once it has finished, else drawn from the trace."""
+    import shutil
+
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    names = ("fig_accuracy_compression.png", "fig_f1_counts.png")
+    if trace.stop_reason and all(run.file(f"reduce/{n}").is_file() for n in names):
+        for n in names:
+            shutil.copyfile(run.file(f"reduce/{n}"), FIGURES / f"{key}_paper_scale_{n[4:]}")
+        return
+    from thresher.report.lrp_figures import plot_accuracy_compression, plot_f1_and_counts
+
+    plot_accuracy_compression(trace, FIGURES / f"{key}_paper_scale_accuracy_compression.png")
+    plot_f1_and_counts(trace, FIGURES / f"{key}_paper_scale_f1_counts.png")
+
+
+def _search_status(run: Run, trace: SearchTrace) -> dict[str, object]:
+    """The search so far (no evaluation yet): sizes, the cutoff line, guided against balanced."""
+    reference = run.read_json("reduce/reference.json")["accuracy"]
+    line = reference - 0.03  # the paper's drop:0.03 rule, on the validation split
+    acc = trace.column("accuracy")
+    last = trace.records[-1]
+    below = np.flatnonzero(acc < line)
+    return {
+        "status": "search in progress" if not trace.stop_reason else "search finished",
+        "stop_reason": trace.stop_reason,
+        "iterations_run": len(trace.records),
+        "size": [int(sum(trace.records[0].counts)), int(sum(last.counts))],
+        "class_counts_last": list(last.counts),
+        "reference_accuracy": reference,
+        "cutoff_line": line,
+        "first_iteration_below_line": int(below[0]) if below.size else None,
+        "accuracy_last": float(acc[-1]),
+        "balanced_accuracy_last": float(trace.column("baseline_accuracy")[-1]),
+        "trace_versus_balanced": _trace_versus_balanced(trace, len(trace.records) - 1),
+        "search_wall_seconds": float(np.nansum(trace.column("seconds"))),
+        "machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cpus",
+    }
+
+
+def markdown(rows: dict[str, dict], out: dict, paper: dict) -> str:
+    """The paper's Table 4 or 5 beside this run's, for docs/lrp-gus-results.md."""
 
     def cell(row: dict, key: str, c: int | None = None) -> str:
         mean, std = row[f"{key}_mean"], row[f"{key}_std"]
@@ -100,21 +181,24 @@ def markdown(rows: dict[str, dict], out: dict) -> str:
         f"| | T ({n_full} models) | T_c ({n}) | T_c(bal) ({n}) | paper T | paper T_c | "
         "paper T_c(bal) |",
         "|---|---|---|---|---|---|---|",
-        f"| size | {t['size']:,} | {tc['size']:,} | {bal['size']:,} | 60,000 | 2,340 | 2,340 |",
+        f"| size | {t['size']:,} | {tc['size']:,} | {bal['size']:,} | 60,000 | "
+        f"{paper['tc_size']:,} | {paper['tc_size']:,} |",
         f"| r (of 60,000) | - | {100 * out['compression']:.2f}% | "
-        f"{100 * out['compression']:.2f}% | - | 96.10% | 96.10% |",
+        f"{100 * out['compression']:.2f}% | - | {100 * paper['compression']:.2f}% | "
+        f"{100 * paper['compression']:.2f}% |",
         f"| accuracy | {cell(t, 'accuracy')} | {cell(tc, 'accuracy')} | "
-        f"{cell(bal, 'accuracy')} | 99.24 | 96.35 | 96.63 |",
+        f"{cell(bal, 'accuracy')} | {paper['acc_full']:.2f} | {paper['acc_tc']:.2f} | "
+        f"{paper['acc_tcbal']:.2f} |",
     ]
     for c in range(len(tc["f1_mean"])):
-        paper = " | ".join(f"{PAPER_F1[k][c]:.2f}" for k in ("T", "T_c", "T_c(bal)"))
+        theirs = " | ".join(f"{paper['f1'][k][c]:.2f}" for k in ("T", "T_c", "T_c(bal)"))
         lines.append(
             f"| F1 ({c}) | {cell(t, 'f1', c)} | {cell(tc, 'f1', c)} | {cell(bal, 'f1', c)} | "
-            f"{paper} |"
+            f"{theirs} |"
         )
     counts = " | ".join(
         f"{a} ({100 * a / tc['size']:.1f}%) / {b}"
-        for a, b in zip(tc["class_counts"], PAPER_COUNTS, strict=True)
+        for a, b in zip(tc["class_counts"], paper["counts"], strict=True)
     )
     lines += ["", "T_c class counts, this run / paper:", "", counts]
     return "\n".join(lines)
@@ -129,8 +213,33 @@ def _trace_versus_balanced(trace: SearchTrace, cutoff: int) -> dict[str, object]
     balanced = trace.column("baseline_accuracy")[: cutoff + 1]
     ok = np.isfinite(guided) & np.isfinite(balanced)
     diff = paired_difference(guided[ok], balanced[ok])
-    return {**diff.to_dict(), "iterations": int(ok.sum()), "guided_wins": int(
-        (guided[ok] > balanced[ok]).sum())}  # fmt: skip
+    # where the gap opens: blocks of 40 iterations, with the share of the largest class (the
+    # guided subset's imbalance; its balanced twin has none)
+    counts = np.array([r.counts for r in trace.records[: cutoff + 1]], dtype=float)
+    top_share = counts.max(axis=1) / counts.sum(axis=1)
+    gap = guided - balanced
+    blocks = []
+    for lo in range(0, cutoff + 1, 40):
+        sl = slice(lo, min(lo + 40, cutoff + 1))
+        keep = ok[sl]
+        blocks.append(
+            {
+                "iterations": [lo, sl.stop - 1],
+                "size": [int(counts[lo].sum()), int(counts[sl.stop - 1].sum())],
+                "largest_class_share": float(top_share[sl].mean()),
+                "mean_difference": float(gap[sl][keep].mean()),
+                "guided_wins": int((gap[sl][keep] > 0).sum()),
+            }
+        )
+    return {
+        **diff.to_dict(),
+        "iterations": int(ok.sum()),
+        "guided_wins": int((guided[ok] > balanced[ok]).sum()),
+        "corr_largest_class_share_difference": (
+            float(np.corrcoef(top_share[ok], gap[ok])[0, 1]) if ok.sum() >= 3 else None
+        ),
+        "blocks": blocks,
+    }
 
 
 def _variants(run: Run) -> dict[str, object]:
