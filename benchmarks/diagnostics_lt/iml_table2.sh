@@ -5,7 +5,8 @@
 #   EPOCHS=16 bash benchmarks/diagnostics_lt/iml_table2.sh [OUT]     # OUT: runs/iml
 #
 # Each step is skipped when its output exists, so a stopped job continues where it was.
-# fp32 by default (PRECISION=...); ~25 min per model on 2 AVX2 cores at 16 epochs.
+# fp32 by default (PRECISION=...); ~25 min per model on 2 AVX2 cores at 16 epochs; 40 epochs
+# in bf16 on one AVX512-BF16 core: ~23-25 min per model (docs/diagnostics-results.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export THRESHER_DATA=${THRESHER_DATA:-../shared/data}
