@@ -15,7 +15,7 @@ from thresher.diagnose import (
     kl_divergence,
     nearest_adversaries,
 )
-from thresher.errors import DataError
+from thresher.errors import ConfigError, DataError
 
 
 def test_kld_against_a_hand_computation() -> None:
@@ -137,3 +137,84 @@ def test_single_class_and_small_class() -> None:
     y2[-2:] = 1
     with pytest.raises(DataError, match="fewer than k \\+ 1"):
         nearest_adversaries(x, y2, vy, vp, k=5)
+
+
+def _long_tailed_neighbourhood() -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]:
+    """Training: 6 items of class 0, 8 of the head class 1, 2 of the tail class 2 (k = 1).
+
+    Four class-0 items have a class-1 neighbour and two a class-2 neighbour: ``N[0] = (., 4, 2)``.
+    The balanced validation set (3 per class) mistakes one class-1 and two class-2 items for 0.
+    """
+    y = np.repeat([0, 1, 2], [6, 8, 2])
+    nb = np.array([[6], [6], [6], [6], [14], [14]] + [[7]] + [[6]] * 7 + [[15], [14]])
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    vy = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    vp = np.array([0, 0, 0, 0, 1, 1, 0, 0, 2])
+    return x, y, nb, vy, vp
+
+
+def test_class_prior_weighting_against_a_hand_computation() -> None:
+    x, y, nb, vy, vp = _long_tailed_neighbourhood()
+    kw = {"k": 1, "neighbours": nb, "eps": 1e-12}
+    # paper: Q_0 = (4, 2) / 6 = (2/3, 1/3) against P_0 = (1/3, 2/3): KL = (1/3) ln 2
+    paper = nearest_adversaries(x, y, vy, vp, weighting="paper", **kw)
+    assert paper.nnb_counts[0].tolist() == [0, 4, 2]
+    assert paper.kld[0, 0] == pytest.approx(math.log(2) / 3, rel=1e-6)
+    np.testing.assert_array_equal(paper.nnb_forecast, paper.nnb_counts)
+    # class-prior: (4 * 3/8, 2 * 3/2) = (1.5, 3) ∝ (1/3, 2/3) = P_0 exactly: KL = 0
+    prior = nearest_adversaries(x, y, vy, vp, **kw)  # the default
+    assert prior.weighting == "class-prior"
+    assert prior.nnb_forecast[0].tolist() == pytest.approx([0.0, 1.5, 3.0])
+    assert prior.kld[0, 0] == pytest.approx(0.0, abs=1e-9)
+    assert prior.nnb_counts.tolist() == paper.nnb_counts.tolist()  # the counts stay raw
+    np.testing.assert_allclose(prior.nnb_share[0], [0.0, 1 / 3, 2 / 3])  # Fig. 5b draws Q
+    assert prior.summary()["weighting"] == "class-prior"
+
+
+def test_class_prior_is_the_paper_when_training_and_validation_proportions_match() -> None:
+    x, y = _three_classes()  # 60 per class
+    vy = np.repeat(np.arange(3), 4)  # 4 per class: every column scaled by the same 4/60
+    vp = np.array([0, 0, 1, 2, 0, 1, 1, 1, 0, 1, 2, 2])
+    a = nearest_adversaries(x, y, vy, vp, k=5, weighting="paper", seed=1)
+    b = nearest_adversaries(x, y, vy, vp, k=5, weighting="class-prior", seed=1)
+    np.testing.assert_allclose(b.nnb_forecast, a.nnb_counts * 4 / 60)
+    np.testing.assert_allclose(b.kld, a.kld, equal_nan=True)
+
+
+def test_unknown_weighting_is_refused_with_the_choices() -> None:
+    x, y, nb, vy, vp = _long_tailed_neighbourhood()
+    with pytest.raises(
+        ConfigError, match="unknown NNB weighting 'prior'; use one of class-prior, paper"
+    ):
+        nearest_adversaries(x, y, vy, vp, k=1, neighbours=nb, weighting="prior")
+
+
+def test_results_stored_before_the_weighting_load_as_the_paper() -> None:
+    x, y, nb, vy, vp = _long_tailed_neighbourhood()
+    res = nearest_adversaries(x, y, vy, vp, k=1, neighbours=nb, weighting="paper")
+    old = res.to_dict()
+    for field in ("weighting", "nnb_forecast", "cross_class_share"):
+        del old[field]
+    loaded = type(res).from_dict(old)
+    assert loaded.weighting == "paper"
+    assert loaded.nnb_forecast is None
+    np.testing.assert_allclose(loaded.nnb_share[0], [0.0, 2 / 3, 1 / 3])  # from the raw counts
+    assert "cross_class_share" not in loaded.summary()
+
+
+def test_separated_training_embeddings_are_flagged() -> None:
+    # Three far-apart clusters: no K-NN pair crosses classes, as in the embeddings of a model
+    # that has memorised its training set; the NNB forecast then has nothing to stand on.
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(100 * c, 1, (30, 4)) for c in range(3)]).astype(np.float32)
+    y = np.repeat(np.arange(3), 30)
+    vy, vp = np.array([0, 1, 2, 1]), np.array([1, 0, 2, 1])
+    sep = nearest_adversaries(x, y, vy, vp, k=5)
+    assert sep.cross_class_share == 0.0
+    assert "training embeddings separate the classes" in sep.summary()["warning"]
+    x2, y2 = _three_classes()  # classes 0 and 1 overlap: about a third of their pairs cross
+    mixed = nearest_adversaries(x2, y2, vy, vp, k=5)
+    assert mixed.cross_class_share > 0.1
+    assert "warning" not in mixed.summary()

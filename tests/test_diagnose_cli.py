@@ -35,6 +35,14 @@ def test_unknown_analysis_is_refused_with_the_valid_names(tmp_path: Path, cli: C
     assert "accuracy, adversaries, archetypes, colours, density, top_features" in err
 
 
+def test_unknown_nnb_weighting_is_refused_before_any_work(tmp_path: Path, cli: Cli) -> None:
+    _fake_run(tmp_path / "r")
+    code, _, err = cli(["diagnose", str(tmp_path / "r"), "--nnb-weighting", "prior"])
+    assert code == 2
+    assert "unknown --nnb-weighting 'prior'; use one of class-prior, paper" in err
+    assert not (tmp_path / "r" / "diagnose").exists()
+
+
 def test_untrained_run_and_empty_report(tmp_path: Path, cli: Cli) -> None:
     _fake_run(tmp_path / "r", trained=False)
     code, _, err = cli(["diagnose", str(tmp_path / "r")])
@@ -69,6 +77,7 @@ def test_report_works_with_whatever_parts_exist(tmp_path: Path) -> None:
         assert f"<section id='{sid}'>" in page
     assert "Not computed: run <code>thresher diagnose RUN --only colours</code>" in page
     assert "0.5561" in page  # the paper's Table II row next to ours
+    assert "<td>class-prior</td>" in page  # which NNB forecast our row used
     assert page.count("data:image/png;base64,") == 3  # archetypes, adversaries, top features
 
 

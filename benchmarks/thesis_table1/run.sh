@@ -10,6 +10,10 @@
 # model, its training dynamics and those files; the embedding cache is rebuilt from the
 # weights). Precision: fp32 by default so that any session's CPU computes the same cells
 # (PRECISION=bf16 is ~3x faster on a CPU with AVX512-BF16/AMX; a GPU is faster still).
+# EPOCHS (default 20): the recipe's 10 epochs reach 88.0% on the full JPEG copy with the
+# net still underfitting (docs/foundation.md); the issue asks for >= 90% on the full set.
+# The run's model stores precision and epochs in its recipe, so a later session resumes with
+# the same ones (PRECISION and EPOCHS only matter when the run's model is trained).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export THRESHER_DATA=${THRESHER_DATA:-../shared/data} THRESHER_PROGRESS=${THRESHER_PROGRESS:-0}
@@ -20,15 +24,16 @@ PRECISION=${PRECISION:-fp32}
 SEEDS=${SEEDS:-3}
 KEEP=${KEEP:-90,50}
 MODEL=${MODEL:-cifar_fast}
+EPOCHS=${EPOCHS:-20}
 METHODS=${METHODS:-random,uniqueness,similar,outliers,half,kcenter,herding,ssp,el2n,grand,forgetting}
 mkdir -p "$OUT"
 if [ ! -f "$RUN/manifest.json" ] || ! grep -q '"train"' "$RUN/manifest.json"; then
   echo "== [1/3] the run's model on the full CIFAR-10 ($MODEL, $PRECISION)"
-  "$T" train cifar10 --model "$MODEL" --precision "$PRECISION" --out "$RUN" --overwrite --json \
+  "$T" train cifar10 --model "$MODEL" --precision "$PRECISION" --epochs "$EPOCHS" --out "$RUN" --overwrite --json \
     > "$OUT/train.json"
 fi
 echo "== [2/3] every method at $KEEP% kept, $SEEDS seeds (cached cells are reused)"
 "$T" compare "$RUN" --methods "$METHODS" --keep "$KEEP" --seeds "$SEEDS" \
-  --precision "$PRECISION" --json > "$OUT/compare.json"
+  --json > "$OUT/compare.json"
 echo "== [3/3] the table"
 .venv/bin/python benchmarks/thesis_table1/results.py

@@ -29,6 +29,13 @@ def diagnose_cmd(
         typer.Option(help="Reference class of the feature density (default: the smallest)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random baseline and medoid samples.")] = 0,
+    nnb_weighting: Annotated[
+        str,
+        typer.Option(
+            help="Nearest-adversary forecast: class-prior (counts re-weighted from the training "
+            "to the validation class sizes) or paper (raw counts, Algorithm 1)."
+        ),
+    ] = "class-prior",
     figures: Annotated[bool, typer.Option(help="Write figure.png per analysis.")] = True,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
@@ -46,6 +53,7 @@ def diagnose_cmd(
         top_k=top_k,
         reference=reference,
         seed=seed,
+        nnb_weighting=nnb_weighting,
         device=device,
         figures=figures,
         progress=None if as_json else lambda name: err.print(f"diagnose: {name}"),

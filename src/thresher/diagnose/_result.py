@@ -54,6 +54,11 @@ class DiagnosticResult:
         """Inverse of :meth:`to_dict`."""
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data and f.default is not dataclasses.MISSING:
+                # a result stored before the field existed: the field's default says what
+                # those results meant
+                kwargs[f.name] = f.default
+                continue
             value = data[f.name]
             if f.name in cls._float_arrays and value is not None:
                 value = np.asarray(_nan_for_none(value), dtype=np.float64)

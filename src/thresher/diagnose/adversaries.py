@@ -12,7 +12,15 @@ Definitions (the authors' code never computed Table II; docs/diagnostics.md expl
 * Fisher's discriminant ratio of R and A: per feature ``(mu_R - mu_A)^2 / (var_R + var_A)``,
   averaged over the features whose pooled variance is non-zero; low = overlapping classes, so
   its forecast is ``Q_R(A) ∝ 1 / FDR(R, A)``.
+* Weighting of the NNB forecast: ``"paper"`` uses the counts ``N[R, A]`` as they are;
+  ``"class-prior"`` (the default) divides adversary class A's counts by A's training size and
+  multiplies them by A's validation size, because a long-tailed training set puts head-class
+  neighbours everywhere while a balanced validation set has as many items of each class to
+  mistake. On a training set with the validation set's class proportions the two agree.
+  Measured on CIFAR-10-LT (docs/diagnostics-results.md): random / NNB went from 0.98x to 4.1x on
+  a model that had not memorised its training set.
 * Random: ``Q_R ~ Dirichlet(1, ..., 1)``, the KL divergence averaged over ``n_random`` draws.
+  Its mean is ``sum_A P(A) log P(A) + H_{C-2}`` (harmonic number), at most ``H_{C-2}`` nats.
 * ``KL(P_R || Q_R) = sum_A P_R(A) log(P_R(A) / Q_R(A))`` after adding ``eps`` to every entry of
   both and renormalising. Table II's entry for a method is the mean over the reference classes
   with at least one validation false positive.
@@ -39,6 +47,11 @@ from thresher.validation import (
 
 METHODS = ("nnb", "fdr", "random")
 KLD_EPS = 1e-3
+#: how the NNB counts become a forecast (module docstring); the first is the default
+WEIGHTINGS = ("class-prior", "paper")
+#: below this share of cross-class K-NN pairs the training neighbourhoods hardly overlap (a
+#: memorised training set): the forecast then rests on a handful of pairs, and the summary says so
+SEPARATED_SHARE = 0.02
 
 
 def adversary_counts(
@@ -165,6 +178,10 @@ class AdversaryResult(DiagnosticResult):
             NaN for classes without validation false positives.
         eps: the smoothing added before the divergences.
         n_random: random draws averaged for the random baseline.
+        weighting: how the counts became the NNB forecast (:data:`WEIGHTINGS`).
+        nnb_forecast: ``(C, C)`` the NNB forecast weights (``nnb_counts`` under ``"paper"``).
+        cross_class_share: share of the counted K-NN pairs whose neighbour is another class
+            (``None`` in results stored before it was recorded).
     """
 
     k: int
@@ -176,9 +193,13 @@ class AdversaryResult(DiagnosticResult):
     kld: np.ndarray
     eps: float
     n_random: int
+    # (defaults: results stored before these fields existed were computed with raw counts)
+    weighting: str = "paper"
+    nnb_forecast: np.ndarray | None = None
+    cross_class_share: float | None = None
 
     _int_arrays = ("nnb_counts", "validation_fp")
-    _float_arrays = ("fdr", "kld")
+    _float_arrays = ("fdr", "kld", "nnb_forecast")
 
     @property
     def table_ii(self) -> dict[str, float]:
@@ -200,8 +221,8 @@ class AdversaryResult(DiagnosticResult):
 
     @property
     def nnb_share(self) -> np.ndarray:
-        """``(C, C)`` NNB counts normalised per reference class (Fig. 5b)."""
-        return self._share(self.nnb_counts)
+        """``(C, C)`` the NNB forecast normalised per reference class (Fig. 5b)."""
+        return self._share(self.nnb_counts if self.nnb_forecast is None else self.nnb_forecast)
 
     @property
     def validation_share(self) -> np.ndarray:
@@ -209,7 +230,18 @@ class AdversaryResult(DiagnosticResult):
         return self._share(self.validation_fp)
 
     def summary(self) -> dict[str, Any]:
-        return {"k": self.k, "table_ii": self.table_ii}
+        out: dict[str, Any] = {"k": self.k, "weighting": self.weighting, "table_ii": self.table_ii}
+        if self.cross_class_share is not None:
+            out["cross_class_share"] = self.cross_class_share
+            if self.cross_class_share < SEPARATED_SHARE:
+                out["warning"] = (
+                    f"only {100 * self.cross_class_share:.2f}% of the training K-NN pairs cross "
+                    "classes: the training embeddings separate the classes (a model that fits "
+                    "its training set), so the NNB forecast rests on few pairs; diagnose a "
+                    "checkpoint from before the training accuracy saturates "
+                    "(docs/diagnostics-results.md)"
+                )
+        return out
 
     def table(self) -> list[list[str]]:
         """Rows: reference class, validation FPs, KLD of NNB / FDR / random."""
@@ -242,6 +274,7 @@ def nearest_adversaries(
     eps: float = KLD_EPS,
     seed: int = 0,
     threads: int | None = None,
+    weighting: str = "class-prior",
 ) -> AdversaryResult:
     """Forecast each reference class's validation false positives from training neighbours.
 
@@ -258,6 +291,8 @@ def nearest_adversaries(
     n_random : Dirichlet draws for the random baseline.
     eps : smoothing of the KL divergence.
     seed : the random baseline's seed.
+    weighting : ``"class-prior"`` (adversary counts re-weighted from the training to the
+        validation class sizes) or ``"paper"`` (raw counts, Algorithm 1).
 
     Returns
     -------
@@ -281,6 +316,10 @@ def nearest_adversaries(
     check_class_sizes(y, names, k=k)
     if n_random < 1:
         raise ConfigError(f"n_random must be >= 1, got {n_random}")
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(
+            f"unknown NNB weighting {weighting!r}; use one of {', '.join(WEIGHTINGS)}"
+        )
     pred = None
     if predictions is not None:
         pred = check_labels(predictions, n=n, what="predictions")
@@ -292,6 +331,14 @@ def nearest_adversaries(
         y, neighbours, num_classes=c, predictions=pred, false_positives_only=false_positives_only
     )
     vfp = false_positive_counts(vy, vp, num_classes=c)
+    forecast = nnb.astype(np.float64)
+    if weighting == "class-prior":
+        n_train = np.bincount(y, minlength=c).astype(np.float64)
+        n_val = np.bincount(vy, minlength=c).astype(np.float64)
+        # a class absent from training has no neighbours to count (its column is 0 already)
+        forecast = forecast * np.divide(n_val, n_train, out=np.zeros(c), where=n_train > 0)
+    counted_rows = (pred != y).sum() if false_positives_only and pred is not None else n
+    cross = float(nnb.sum() / (counted_rows * k)) if counted_rows else 0.0
     fdr = fisher_ratio(x, y, num_classes=c)
     rng = np.random.default_rng(seed)
     kld = np.full((len(METHODS), c), np.nan)
@@ -300,7 +347,7 @@ def nearest_adversaries(
         p = vfp[r, others]
         if p.sum() == 0:
             continue
-        kld[0, r] = kl_divergence(p, nnb[r, others], eps=eps)
+        kld[0, r] = kl_divergence(p, forecast[r, others], eps=eps)
         kld[1, r] = kl_divergence(
             p, _fdr_forecast(np.nan_to_num(fdr[r, others], nan=np.inf)), eps=eps
         )
@@ -316,4 +363,7 @@ def nearest_adversaries(
         kld=kld,
         eps=float(eps),
         n_random=int(n_random),
+        weighting=weighting,
+        nnb_forecast=forecast,
+        cross_class_share=cross,
     )

@@ -74,6 +74,8 @@ class AnalysisContext:
     embeddings : ``split -> Embeddings`` of the penultimate layer (``"train"``, ``"test"``).
     model_input : ``() -> (model, training ImageDataset, transform)`` (for the colours).
     k, top_k, reference, device, seed, threads : the analyses' settings.
+    nnb_weighting : how nearest-adversary counts become a forecast
+        (:data:`thresher.diagnose.adversaries.WEIGHTINGS`).
     """
 
     def __init__(
@@ -88,7 +90,15 @@ class AnalysisContext:
         device: str | None,
         seed: int,
         threads: int | None,
+        nnb_weighting: str = "class-prior",
     ) -> None:
+        from thresher.diagnose.adversaries import WEIGHTINGS
+
+        if nnb_weighting not in WEIGHTINGS:  # before any embedding is computed
+            raise ConfigError(
+                f"unknown --nnb-weighting {nnb_weighting!r}; use one of {', '.join(WEIGHTINGS)}"
+            )
+        self.nnb_weighting = nnb_weighting
         self.k = check_k(k)
         self.top_k = check_k(top_k, name="top_k")
         self._reference = reference
@@ -224,6 +234,7 @@ def _adversaries(ctx: AnalysisContext) -> AdversaryResult:
         classes=ctx.classes,
         neighbours=ctx.neighbours,
         seed=ctx.seed,
+        weighting=ctx.nnb_weighting,
     )
 
 

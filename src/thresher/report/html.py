@@ -281,15 +281,17 @@ def _section(
         items = results.get("adversaries")
         if not items:
             return missing("adversaries")
-        rows = [["run", "NNB KLD", "FDR KLD", "Random KLD", "NNB: Random factor"]]
+        rows = [["run", "NNB weighting", "NNB KLD", "FDR KLD", "Random KLD", "NNB: Random factor"]]
         for label, res in items:
             t = res.table_ii
             rows.append(
-                [label]
+                [label, res.weighting]
                 + [f"{t[m]:.4f}" for m in ("nnb", "fdr", "random")]
                 + [f"{t['random_over_nnb']:.3f}"]
             )
-        rows.append(["paper, CIFAR-10 (ResNet-32, 100:1)", "0.5561", "0.5157", "4.535", "8.155"])
+        rows.append(
+            ["paper, CIFAR-10 (ResNet-32, 100:1)", "paper", "0.5561", "0.5157", "4.535", "8.155"]
+        )
         return ReportSection(
             id=sid,
             heading=heading,

@@ -43,6 +43,7 @@ def diagnose_run(
     threads: int | None = None,
     figures: bool = True,
     progress: Callable[[str], None] | None = None,
+    nnb_weighting: str = "class-prior",
 ) -> dict[str, Any]:
     """Run the analyses ``only`` (default all) on a trained run and store them.
 
@@ -59,6 +60,8 @@ def diagnose_run(
     threads : faiss threads.
     figures : also write ``figure.png`` per analysis (needs matplotlib).
     progress : called with each analysis's name before it starts.
+    nnb_weighting : ``"class-prior"`` or ``"paper"``: the nearest adversaries' forecast
+        (:mod:`thresher.diagnose.adversaries`).
 
     Returns
     -------
@@ -86,6 +89,7 @@ def diagnose_run(
         device=device,
         seed=seed,
         threads=threads,
+        nnb_weighting=nnb_weighting,
     )
     _check_before_work(run, names, k=ctx.k, reference=reference)
     results: dict[str, Any] = {}
