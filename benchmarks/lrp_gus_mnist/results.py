@@ -73,6 +73,8 @@ def main() -> None:
         path = RESULTS / f"lrp_gus_{key}_search.json"
         path.write_text(json.dumps(status, indent=2) + "\n")
         print(json.dumps(status, indent=2))
+        print()
+        print(status_markdown(status, paper))
         return
     cut = load_reduction(run)
     _figures(key, run, trace)
@@ -164,6 +166,48 @@ def _search_status(run: Run, trace: SearchTrace) -> dict[str, object]:
         "search_wall_seconds": float(np.nansum(trace.column("seconds"))),
         "machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cpus",
     }
+
+
+def status_markdown(status: dict, paper: dict) -> str:
+    """The search's state as the two tables of docs/lrp-gus-results.md ("Where it stands" and
+    guided against balanced by blocks), so a session refreshes the doc by pasting them."""
+    size0, size1 = status["size"]
+    total = 60_000  # both data sets' training splits; the paper's r is of them
+    line = status["cutoff_line"]
+    first = status["first_iteration_below_line"]
+    crossed = "not crossed yet" if first is None else f"first crossed at iteration {first}"
+    vs = status["trace_versus_balanced"]
+    lines = [
+        "| | value |",
+        "|---|---|",
+        f"| iterations run | {status['iterations_run']} (status: {status['status']}) |",
+        f"| subset size | {size0:,} -> {size1:,} images (r = {100 * (1 - size1 / total):.2f}% of "
+        f"the {total:,}; the paper's cutoff: {paper['tc_size']:,}, "
+        f"r = {100 * paper['compression']:.2f}%) |",
+        f"| class counts now | {status['class_counts_last']} |",
+        f"| guided model now (validation) | {100 * status['accuracy_last']:.2f}% (its random "
+        f"balanced twin: {100 * status['balanced_accuracy_last']:.2f}%) |",
+        f"| cutoff line | reference {100 * status['reference_accuracy']:.2f}% - 3 = "
+        f"{100 * line:.2f}%; {crossed} |",
+        "",
+        f"Over {vs['iterations']} iterations the guided model was ahead {vs['guided_wins']} "
+        f"times; mean difference {100 * vs['mean']:+.2f} points "
+        f"[{100 * vs['ci_low']:+.2f}, {100 * vs['ci_high']:+.2f}]; correlation with the largest "
+        f"class's share r = {vs['corr_largest_class_share_difference']:.2f}; search wall time "
+        f"{status['search_wall_seconds'] / 3600:.1f} h.",
+        "",
+        "| iterations | size | largest class share | guided - balanced (points) | guided ahead |",
+        "|---|---|---|---|---|",
+    ]
+    for b in vs["blocks"]:
+        lo, hi = b["iterations"]
+        n = hi - lo + 1
+        lines.append(
+            f"| {lo}-{hi} | {b['size'][0]:,} -> {b['size'][1]:,} | "
+            f"{100 * b['largest_class_share']:.1f}% | {100 * b['mean_difference']:+.2f} | "
+            f"{b['guided_wins']} of {n} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown(rows: dict[str, dict], out: dict, paper: dict) -> str:
