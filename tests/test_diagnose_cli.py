@@ -43,6 +43,24 @@ def test_unknown_nnb_weighting_is_refused_before_any_work(tmp_path: Path, cli: C
     assert not (tmp_path / "r" / "diagnose").exists()
 
 
+def test_separated_training_embeddings_warn_on_their_own_line(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # far-apart clusters stand in for a memorised training set: no K-NN pair crosses classes
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(100 * c, 1, (30, 4)) for c in range(3)]).astype(np.float32)
+    y = np.repeat(np.arange(3), 30)
+    res = nearest_adversaries(x, y, np.array([0, 1, 2, 1]), np.array([1, 0, 2, 1]), k=5)
+    import thresher.workflows.diagnose as workflow
+
+    monkeypatch.setattr(workflow, "diagnose_run", lambda run, **kw: {"adversaries": res})
+    _fake_run(tmp_path / "r")
+    code, out, err = cli(["diagnose", str(tmp_path / "r"), "--only", "adversaries"])
+    assert code == 0
+    assert "'weighting': 'class-prior'" in out
+    assert "warning (adversaries): only 0.00% of the training K-NN pairs cross classes" in err
+
+
 def test_untrained_run_and_empty_report(tmp_path: Path, cli: Cli) -> None:
     _fake_run(tmp_path / "r", trained=False)
     code, _, err = cli(["diagnose", str(tmp_path / "r")])

@@ -66,9 +66,13 @@ def diagnose_cmd(
     if as_json:
         _print_json(info)
         return
-    for name, res in results.items():
-        out.print(f"[bold]{name}[/bold]: {res.summary()}")
     from rich.markup import escape
+
+    for name, res in results.items():
+        summary = res.summary()
+        out.print(f"[bold]{name}[/bold]: {escape(str(summary))}")
+        if "warning" in summary:  # said on its own line, where it is not lost in the dict
+            err.print(f"warning ({name}): {escape(summary['warning'])}")
 
     from thresher.optional import skipped_note
 
