@@ -114,6 +114,9 @@ def main() -> None:
         "trace_versus_balanced": _trace_versus_balanced(trace, chosen["iteration"]),
         "variants": _variants(run),
         "search_wall_seconds": secs,
+        # the issue's wall_seconds: the search plus the evaluation's trainings (T, T_c, T_c(bal))
+        "evaluation_train_seconds": _evaluation_seconds(run),
+        "wall_seconds": secs + _evaluation_seconds(run),
         "precision": run.read_json("reduce/state.json")["context"].get(
             "precision", recipe["precision"]
         ),
@@ -142,6 +145,15 @@ def _figures(key: str, run: Run, trace: SearchTrace) -> None:
 
     plot_accuracy_compression(trace, FIGURES / f"{key}_paper_scale_accuracy_compression.png")
     plot_f1_and_counts(trace, FIGURES / f"{key}_paper_scale_f1_counts.png")
+
+
+def _evaluation_seconds(run: Run) -> float:
+    """Training seconds of every stored model of the drop cutoff's evaluation."""
+    total = 0.0
+    for name in ("reduce-T", "reduce-Tc", "reduce-Tc-bal"):
+        for path in sorted(run.file(f"sweep/{name}").glob("seed-*.json")):
+            total += float(sum(json.loads(path.read_text())["result"]["train_seconds"]))
+    return total
 
 
 def _search_status(run: Run, trace: SearchTrace) -> dict[str, object]:
