@@ -13,7 +13,10 @@ from torch import nn
 
 from thresher.data.types import ImageDataset
 from thresher.errors import ConfigError
-from thresher.train import Recipe, fit, get_recipe
+from thresher.models import create_model
+from thresher.models.heads import CosineLinear
+from thresher.train import Recipe, fit, get_recipe, load_checkpoint, save_checkpoint
+from thresher.train.ensemble import train_many
 from thresher.train.losses import LDAMLoss, drw_weights, ldam_margins, make_criterion
 
 
@@ -122,3 +125,47 @@ def test_fit_trains_with_ldam_drw() -> None:
     assert all(math.isfinite(e.loss) for e in ldam.history)
     assert ldam.recipe.loss == "ldam"
     assert not torch.equal(ce.model[1].weight, ldam.model[1].weight)
+
+
+def test_ldam_with_the_cosine_head_trains_and_reloads_with_it(tmp_path) -> None:
+    ds = _tiny_long_tailed()
+    rec = Recipe(epochs=3, batch_size=28, lr=1e-2, loss="ldam", drw_epoch=3, head="cosine")
+    res = fit(_builder, ds, recipe=rec, transform=lambda b: b.float() / 255.0)
+    assert isinstance(res.model[1], CosineLinear)
+    assert res.history[-1].loss < res.history[0].loss
+    # a stored checkpoint is rebuilt with the head it was trained with
+    net = create_model("mnist_lenet", num_classes=2, in_channels=1)
+    trained = fit(
+        "mnist_lenet",
+        _padded(ds),
+        recipe=get_recipe("quick").replace(epochs=1, loss="ldam", head="cosine"),
+    )
+    assert type(trained.model.get_submodule(_last_linear_name(net))) is CosineLinear
+    path = save_checkpoint(trained, tmp_path / "m.safetensors")
+    back = load_checkpoint(path)
+    head = back.get_submodule(_last_linear_name(net))
+    assert type(head) is CosineLinear
+    assert float(head.scale) == 30.0
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(back(x), trained.model(x))
+
+
+def test_many_models_with_the_cosine_head_train_one_by_one() -> None:
+    ds = _tiny_long_tailed()
+    rec = Recipe(epochs=1, batch_size=28, lr=1e-2, loss="ldam", head="cosine")
+    tf = lambda b: b.float() / 255  # noqa: E731
+    results = train_many(_builder, ds, recipe=rec, seeds=[0, 1], transform=tf)
+    assert all(isinstance(r.model[1], CosineLinear) for r in results)
+
+
+def _padded(ds: ImageDataset) -> ImageDataset:
+    """The tiny set at MNIST's 28x28 (for the registered LeNet)."""
+    images = np.zeros((len(ds.labels), 1, 28, 28), dtype=np.uint8)
+    images[:, :, :4, :4] = ds.images
+    return ImageDataset(
+        images=images, labels=ds.labels, ids=ds.ids, classes=ds.classes, name="tiny-28"
+    )
+
+
+def _last_linear_name(net: nn.Module) -> str:
+    return [n for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]

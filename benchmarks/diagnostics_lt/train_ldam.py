@@ -1,11 +1,14 @@
-"""Train a long-tailed (100:1, exp) run with LDAM-DRW: the model's recipe with loss="ldam" and
-deferred re-weighting over the last ~20% of the epochs.
+"""Train a long-tailed (100:1, exp) run with LDAM-DRW: the model's recipe with loss="ldam",
+the cosine classifier head LDAM is defined on, and deferred re-weighting over the last ~20% of
+the epochs.
 
     python benchmarks/diagnostics_lt/train_ldam.py DATASET MODEL RECIPE OUT EPOCHS
     e.g. fashion-mnist fmnist_cnn paper-fmnist runs/diag/fmnist_ldam 12
          cifar10 cifar_small cifar-small runs/diag/cifar_lt_ldam 15
 
-``PRECISION`` in the environment overrides the recipe's (as ``thresher train --precision``).
+``PRECISION`` in the environment overrides the recipe's (as ``thresher train --precision``);
+``HEAD=linear`` keeps the architecture's own head (how the runs before 2026-12-03 trained, and
+why their LDAM-DRW collapsed: docs/diagnostics-results.md).
 """
 
 import os
@@ -27,6 +30,7 @@ rec = register_recipe(
         loss="ldam",
         drw_epoch=drw_epoch,
         label_smoothing=0.0,
+        head=os.environ.get("HEAD") or "cosine",
     )
 )
 res = train_run(

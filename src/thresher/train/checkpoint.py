@@ -13,6 +13,7 @@ from torch import nn
 from thresher.errors import ModelError
 from thresher.models import create_model, load_weights
 from thresher.models import save_checkpoint as models_save_checkpoint
+from thresher.models.heads import with_head
 from thresher.train.trainer import TrainResult
 
 FORMAT = "thresher.checkpoint.v1"
@@ -93,6 +94,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: nn.Module | None = N
         model = create_model(
             name, num_classes=int(info["num_classes"]), in_channels=int(info.get("in_channels", 1))
         )
+        # the classifier head is part of the training recipe (LDAM trains a cosine head)
+        head = (info.get("recipe") or {}).get("head", "linear")
+        model = with_head(model, head, num_classes=int(info["num_classes"]))
     load_weights(model, p)  # checks keys and shapes, refuses pickled code in .pt files
     return model.eval().to(torch.device("cpu"))
 

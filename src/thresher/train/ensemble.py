@@ -134,7 +134,8 @@ def train_many(
 def _unstackable_recipe(recipe: Recipe) -> str:
     """Why the stacked path cannot train ``recipe`` ("" when it can)."""
     if recipe.loss != "ce":
-        # The stacked path trains with cross-entropy only; LDAM-DRW needs per-model criteria.
+        # The stacked path trains with cross-entropy only; LDAM-DRW needs per-model criteria
+        # (and the cosine head, which only LDAM uses).
         return f"stacked training supports the 'ce' loss only, not {recipe.loss!r}"
     if recipe.ema_decay:
         return "stacked training does not keep weight averages (ema_decay)"

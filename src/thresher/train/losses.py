@@ -123,11 +123,12 @@ def make_criterion(
             )
 
         return cross_entropy
-    ldam = LDAMLoss(
-        class_counts,
-        max_margin=getattr(recipe, "ldam_max_margin", 0.5),
-        scale=getattr(recipe, "ldam_scale", 30.0),
-    ).to(device)
+    max_margin = getattr(recipe, "ldam_max_margin", 0.5)
+    scale = getattr(recipe, "ldam_scale", 30.0)
+    if getattr(recipe, "head", "linear") == "cosine":
+        # the cosine head already multiplies its cosines by s: s * (cos - m) = logits - s * m
+        max_margin, scale = max_margin * scale, 1.0
+    ldam = LDAMLoss(class_counts, max_margin=max_margin, scale=scale).to(device)
 
     def ldam_loss(logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> Any:
         return ldam(logits, targets, weight=weight_at(epoch))

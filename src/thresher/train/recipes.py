@@ -44,6 +44,9 @@ class Recipe:
             ``None`` = never.
         drw_beta: the class-balanced weights' ``beta``.
         ldam_max_margin, ldam_scale: LDAM's largest margin and its logit scale ``s``.
+        head: the classifier head, ``"linear"`` (the architecture's own, the default) or
+            ``"cosine"`` (``ldam_scale`` times cosine logits, as LDAM is defined; needs
+            ``loss="ldam"``), see :mod:`thresher.models.heads`.
         precision: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"``
             (:mod:`thresher.precision`).
         ema_decay: keep an exponential moving average of the weights and batch-norm statistics,
@@ -72,6 +75,7 @@ class Recipe:
     ldam_scale: float = 30.0
     precision: str = "fp32"
     ema_decay: float = 0.0
+    head: str = "linear"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", tuple(self.augment))
@@ -137,6 +141,18 @@ class Recipe:
             raise ConfigError("ldam_max_margin and ldam_scale must be > 0; use 0.5 and 30")
         if self.loss == "ldam" and self.label_smoothing:
             raise ConfigError("LDAM does not use label smoothing; set label_smoothing=0")
+        from thresher.models.heads import check_head
+
+        if check_head(self.head) == "cosine" and self.loss != "ldam":
+            raise ConfigError(
+                "the cosine head's logits lie in [-1, 1] and only LDAM scales them (by s); "
+                "use loss='ldam' with head='cosine', or head='linear'"
+            )
+
+    @property
+    def head_scale(self) -> float:
+        """What a cosine head multiplies its cosines by: LDAM's ``s`` (1 for other heads)."""
+        return self.ldam_scale if self.head == "cosine" else 1.0
 
     # --- overrides ---------------------------------------------------------------------------
     def replace(self, **overrides: Any) -> Recipe:
@@ -175,10 +191,18 @@ class Recipe:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (for run manifests)."""
+        """JSON-ready fields (for run manifests).
+
+        Fields added after results were first stored (:data:`LATER_FIELDS`) are written only
+        when they differ from their default: stored results are keyed by a hash of this dict,
+        so a recipe that does not use them keeps the keys it had.
+        """
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         d["augment"] = list(self.augment)
+        for name, default in LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     # --- optimisation ------------------------------------------------------------------------
@@ -220,6 +244,10 @@ class Recipe:
         if self.schedule == "linear":
             return self.lr * max(0.0, 1.0 - progress)
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+#: field -> default, for fields :meth:`Recipe.to_dict` leaves out at their default
+LATER_FIELDS: dict[str, Any] = {"head": "linear"}
 
 
 def _is_int(value: object) -> bool:
@@ -272,8 +300,11 @@ register_recipe(
     )
 )
 # Cao et al. 2019 long-tailed CIFAR: LDAM with deferred re-weighting from epoch 160 of 200.
+# Cao et al.'s LDAM is defined on cosine logits (their NormedLinear head): head="cosine".
 register_recipe(
-    get_recipe("cifar-resnet").replace(name="cifar-resnet-ldam-drw", loss="ldam", drw_epoch=160)
+    get_recipe("cifar-resnet").replace(
+        name="cifar-resnet-ldam-drw", loss="ldam", drw_epoch=160, head="cosine"
+    )
 )
 # For the detectors ``det_tiny``/``det_tiny_fcos`` (not from a paper; measured on the MNIST
 # detection canvases): AdamW with a short warm-up (focal-loss heads diverge without one) and a

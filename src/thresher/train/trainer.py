@@ -131,17 +131,30 @@ def resolve_transform(model: ModelLike, transform: Transform | str | None) -> Tr
     return InputTransform()
 
 
-def build_model(model: ModelLike, *, seed: int, num_classes: int, in_channels: int) -> nn.Module:
-    """A fresh model whose initial weights depend only on ``seed`` (a user module is copied).
+def build_model(
+    model: ModelLike,
+    *,
+    seed: int,
+    num_classes: int,
+    in_channels: int,
+    head: str = "linear",
+    head_scale: float = 1.0,
+) -> nn.Module:
+    """A fresh model whose initial weights depend only on ``seed`` (a user module is copied),
+    with the classifier ``head`` of :mod:`thresher.models.heads` (``Recipe.head``; a cosine
+    head's logits are ``head_scale`` times cosines).
 
     The global RNG is left as it was.
     """
+    from thresher.models.heads import with_head
+
     if isinstance(model, nn.Module):
-        return copy.deepcopy(model)
+        return with_head(copy.deepcopy(model), head, num_classes=num_classes, scale=head_scale)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
         if isinstance(model, str):
-            return create_model(model, num_classes=num_classes, in_channels=in_channels)
+            built = create_model(model, num_classes=num_classes, in_channels=in_channels)
+            return with_head(built, head, num_classes=num_classes, scale=head_scale)
         if callable(model):
             built = model(num_classes=num_classes, in_channels=in_channels)
             if not isinstance(built, nn.Module):
@@ -149,7 +162,7 @@ def build_model(model: ModelLike, *, seed: int, num_classes: int, in_channels: i
                     f"the model builder returned {type(built).__name__}, not an nn.Module; "
                     "make it return the model"
                 )
-            return built
+            return with_head(built, head, num_classes=num_classes, scale=head_scale)
     raise ConfigError(
         f"model must be a registry name, an nn.Module or a builder, got {type(model).__name__}"
     )
@@ -388,7 +401,14 @@ def fit(
     dev = resolve_device(device)
     prec = resolve_precision(precision or recipe_.precision, dev)
     tf = resolve_transform(model, transform)
-    net = build_model(model, seed=seed, num_classes=train.num_classes, in_channels=train.channels)
+    net = build_model(
+        model,
+        seed=seed,
+        num_classes=train.num_classes,
+        in_channels=train.channels,
+        head=recipe_.head,
+        head_scale=recipe_.head_scale,
+    )
     net.to(dev).train()
     check_model_fits(net, tf, train, device=dev)
     init_from_data(net, tf, train.images[idx[:DATA_INIT_SAMPLES]], device=dev)
