@@ -81,3 +81,36 @@ def test_auto_precision_trains_on_cuda() -> None:
     assert res.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     assert np.isfinite(res.final_loss)
     assert resolve_precision("fp16", dev) == "fp16"
+
+
+def test_a_stored_precision_this_cpu_lacks_is_refused_before_any_work(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import thresher.precision
+    from thresher.workflows.compare import compare_run
+    from thresher.workflows.evaluate import evaluate_run
+    from thresher.workflows.run import DataSpec, open_run, run_recipe
+    from thresher.workflows.train import train_run
+
+    train_run(
+        tmp_path / "r", data=DataSpec(name="digits", limit=200), model="mnist_lenet", epochs=1,
+        precision="fp32",
+    )  # fmt: skip
+    # a run trained in bf16 on another machine, opened on a CPU without AVX512-BF16/AMX
+    manifest = tmp_path / "r" / "manifest.json"
+    stored = json.loads(manifest.read_text())
+    stored["config"]["recipe"]["precision"] = "bf16"
+    manifest.write_text(json.dumps(stored))
+    monkeypatch.setattr(thresher.precision, "cpu_bf16_supported", lambda: False)
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    run = open_run(tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"trains its models in bf16 \(stored in the run's"):
+        compare_run(run, methods=("random",), keeps=(0.5,), seeds=1, device="cpu")
+    with pytest.raises(ConfigError, match="or pass --precision fp32 to train in fp32"):
+        evaluate_run(run, subset_ids=None, seeds=1, device="cpu")
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before  # nothing written
+    # the fix the message names works, and a distributed engine checks on its workers instead
+    assert run_recipe(run, precision="fp32", check_device=True).precision == "fp32"
+    assert run_recipe(run, device="cpu").precision == "bf16"

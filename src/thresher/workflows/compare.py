@@ -176,7 +176,10 @@ def compare_run(
             raise ConfigError(f"compare got the {what} {repeated[0]} twice; name each {what} once")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {seeds!r}")
-    run_recipe(run, epochs=epochs, precision=precision)  # refuses bad epochs or precision
+    # refuses bad epochs or a precision this machine cannot train in (before any filter runs)
+    run_recipe(
+        run, epochs=epochs, precision=precision, device=device, check_device=engine == "local"
+    )
     from thresher.workflows.evaluate_detection import is_detection_run
 
     detection = is_detection_run(run)

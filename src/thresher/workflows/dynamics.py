@@ -39,7 +39,7 @@ def dynamics_run(
     if seeds < 1:
         raise ConfigError(f"--dynamics-seeds must be >= 1, got {seeds}")
     require_model(run, "the training-dynamics selectors (el2n, grand, forgetting)")
-    recipe = run_recipe(run, epochs=epochs, precision=precision)
+    recipe = run_recipe(run, epochs=epochs, precision=precision, device=device, check_device=True)
     epoch = default_score_epoch(recipe.epochs) if score_epoch is None else int(score_epoch)
     key = {
         "recipe": recipe.to_dict(),

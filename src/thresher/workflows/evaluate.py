@@ -51,7 +51,10 @@ def evaluate_run(
             f"{run.path} holds a detector; retrain-and-score it with `thresher compare RUN` "
             "(mAP50, mAP50-95 and the thesis's score per subset, paired with random)"
         )
-    run_recipe(run, epochs=epochs, precision=precision)  # refuse bad overrides first
+    # refuse bad overrides, or a precision this machine cannot train in, first
+    run_recipe(
+        run, epochs=epochs, precision=precision, device=device, check_device=engine == "local"
+    )
     with get_engine(engine, address=ray_address) as eng:
         done = evaluate_subsets_run(
             eng, run, {name: subset_ids}, seeds=seeds, epochs=epochs, device=device,

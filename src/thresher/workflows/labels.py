@@ -51,7 +51,7 @@ def labels_run(
         )
     if folds > int(np.bincount(data.labels).max()):
         raise ConfigError(f"--folds {folds} is more than the largest class has images")
-    rec = run_recipe(run, epochs=epochs, precision=precision)
+    rec = run_recipe(run, epochs=epochs, precision=precision, device=device, check_device=True)
     key: dict[str, Any] = {"folds": folds, "epochs": rec.epochs, "seed": seed, "n": len(data)}
     if precision is not None:
         key["precision"] = rec.precision

@@ -186,11 +186,17 @@ def reduce_run(
     labels = train.require_labels("the search")
     # validate before discarding anything or the (long) reference training
     check_inputs(labels, train.num_classes, settings.search, train.classes)
+    recipe = run_recipe(
+        run,
+        epochs=settings.epochs,
+        precision=settings.precision,
+        device=device,
+        check_device=scorer is None,  # a precision this machine cannot train in, refused here
+    )
     if restart:
         for name in ("state.json", "trace.parquet", "reference.json", "cutoff.json"):
             (directory / name).unlink(missing_ok=True)
     cfg = run.config
-    recipe = run_recipe(run, epochs=settings.epochs, precision=settings.precision)
     if scorer is None:
         scorer = TrainScorer(
             train,

@@ -91,11 +91,23 @@ def run_data_spec(run: Run) -> DataSpec:
     return spec
 
 
-def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = None) -> Any:
+def run_recipe(
+    run: Run,
+    *,
+    epochs: int | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    check_device: bool = False,
+) -> Any:
     """The run's training recipe with a command's ``epochs`` and ``precision`` overrides.
 
     ``precision`` is resolved for the default device first, so an unsupported one is refused
-    here, before any data are read or results written."""
+    here, before any data are read or results written. ``check_device``: also refuse when the
+    precision the models would train with (the override, else the one stored in the run's
+    recipe) cannot run on ``device`` (default: the default device), for commands that train
+    on this machine."""
+    from thresher.device import resolve_device
+    from thresher.precision import resolve_precision
     from thresher.train import Recipe
 
     if is_embeddings_run(run):  # retraining needs the architecture, not the trained weights
@@ -110,11 +122,20 @@ def run_recipe(run: Run, *, epochs: int | None = None, precision: str | None = N
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")
         rec = rec.replace(epochs=epochs)
     if precision is not None:
-        from thresher.device import resolve_device
-        from thresher.precision import resolve_precision
-
         resolve_precision(precision, resolve_device(None))
         rec = rec.replace(precision=precision)
+    elif check_device:
+        dev = resolve_device(device)
+        try:
+            resolve_precision(rec.precision, dev)
+        except ConfigError as err:
+            # the stored precision, not one the user typed: say where it comes from
+            raise ConfigError(
+                f"{run.path} trains its models in {rec.precision} (stored in the run's recipe), "
+                f"which cannot run here: {err}. Run this where {rec.precision} runs (the run's "
+                "stored results stay comparable), or pass --precision fp32 to train in fp32 "
+                "(those results are kept apart from the stored ones)"
+            ) from None
     return rec
 
 
