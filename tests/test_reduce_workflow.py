@@ -101,6 +101,10 @@ def test_reduce_run_stores_trace_cutoff_and_ids(tmp_path: Path) -> None:
     resumed = reduce_run(run, settings, resume=True, scorer=again)
     assert again.calls == 0  # finished and reference reused: nothing retrained
     assert resumed.cutoff == res.cutoff
+    # the search's time survives the resume; "seconds" is only what this call took
+    total = sum(r.seconds for r in res.trace.records)
+    assert resumed.to_dict()["search_seconds"] == pytest.approx(total)
+    assert open_run(run.path).manifest["steps"]["reduce"]["search_seconds"] == pytest.approx(total)
     other = ReduceSettings(search=SearchSettings(p0=20, iterations=6, lim=0.3))
     with pytest.raises(RunError, match=r"other settings \(lim\)"):
         reduce_run(run, other, resume=True, scorer=CountScorer(pool_labels))

@@ -104,7 +104,7 @@ class ReduceResult:
     cutoffs: dict[str, Cutoff]
     cutoff_ids: tuple[str, ...]
     run_dir: str
-    seconds: float
+    seconds: float  # this call's wall time (a resumed search counts only what it added)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +118,8 @@ class ReduceResult:
             "classes": list(self.trace.classes),
             "settings": self.trace.settings.to_dict(),
             "seconds": self.seconds,
+            # every iteration's time, across resumed sessions ("seconds" is this call's)
+            "search_seconds": float(sum(r.seconds for r in self.trace.records)),
         }
 
     def summary(self) -> str:
