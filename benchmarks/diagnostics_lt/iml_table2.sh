@@ -21,7 +21,7 @@ if [ ! -f "$OUT/ce/manifest.json" ] || ! grep -q '"train"' "$OUT/ce/manifest.jso
     --precision "$PRECISION" --out "$OUT/ce" --overwrite --json > "$OUT/ce_train.json"
 fi
 if [ ! -f "$OUT/ldam/manifest.json" ] || ! grep -q '"train"' "$OUT/ldam/manifest.json"; then
-  echo "== LDAM-DRW: the same recipe with loss=ldam, DRW over the last ~20% of the epochs"
+  echo "== LDAM-DRW: the same recipe with loss=ldam on the cosine head, DRW over the last ~20% of the epochs"
   PRECISION=$PRECISION .venv/bin/python benchmarks/diagnostics_lt/train_ldam.py \
     cifar10 cifar_fast cifar-fast "$OUT/ldam" "$EPOCHS" > "$OUT/ldam_train.txt"
 fi
