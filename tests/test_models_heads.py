@@ -72,8 +72,8 @@ def test_with_head_replaces_the_final_classifier_and_unscales_cifar_fast() -> No
 def test_bad_heads_are_refused_with_the_fix() -> None:
     with pytest.raises(ConfigError, match="unknown classifier head 'arcface'; use one of"):
         Recipe(head="arcface")
-    with pytest.raises(ConfigError, match="only LDAM scales them"):
-        Recipe(head="cosine")  # cross-entropy on cosines in [-1, 1] cannot fit
+    with pytest.raises(ConfigError, match="the cosine head belongs to LDAM"):
+        Recipe(head="cosine")  # with cross-entropy: no margins, so no reason for cosines
     conv_only = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(ModelError, match="has none; train it with head='linear'"):
         with_head(conv_only, "cosine", num_classes=2)

@@ -145,8 +145,8 @@ class Recipe:
 
         if check_head(self.head) == "cosine" and self.loss != "ldam":
             raise ConfigError(
-                "the cosine head's logits lie in [-1, 1] and only LDAM scales them (by s); "
-                "use loss='ldam' with head='cosine', or head='linear'"
+                "the cosine head belongs to LDAM (its logits are ldam_scale times cosines, the "
+                "units of LDAM's margins); use loss='ldam' with head='cosine', or head='linear'"
             )
 
     @property

@@ -122,7 +122,7 @@ def run_recipe(
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")
         rec = rec.replace(epochs=epochs)
     if precision is not None:
-        resolve_precision(precision, resolve_device(None))
+        resolve_precision(precision, resolve_device(device if check_device else None))
         rec = rec.replace(precision=precision)
     elif check_device:
         dev = resolve_device(device)
