@@ -149,3 +149,33 @@ def test_cifar_fast_trains_on_cuda_with_its_recipe(cifar_bits: tuple) -> None:
         res.model, test, transform=transform_for("cifar_fast"), device="cuda", test_time_flip=True
     )
     assert (logits.argmax(1) == test.labels).mean() > 0.25
+
+
+def test_cifar_airbench_starts_near_the_identity_with_fixed_batch_norm_scales() -> None:
+    net = create_model("cifar_airbench", num_classes=10, in_channels=3)
+    convs = [m for m in net.blocks.modules() if isinstance(m, nn.Conv2d)]
+    first, second = convs[0], convs[1]  # 24 -> 64 and 64 -> 64
+    # The first 24 filters of the first conv copy their input channel (a dirac kernel).
+    eye = torch.zeros(24, 24, 3, 3)
+    eye[torch.arange(24), torch.arange(24), 1, 1] = 1
+    assert torch.equal(first.weight[:24], eye)
+    assert not torch.equal(first.weight[24:], torch.zeros_like(first.weight[24:]))
+    x = torch.randn(2, 64, 8, 8)
+    torch.testing.assert_close(second(x), x)  # the square conv is the identity at first
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms
+    assert all(not m.weight.requires_grad and m.bias.requires_grad for m in norms)
+    plain = create_model("cifar_fast", num_classes=10, in_channels=3)
+    assert all(m.weight.requires_grad for m in plain.modules() if isinstance(m, nn.BatchNorm2d))
+    assert model_spec("cifar_airbench").recipe == "cifar-airbench"
+
+
+def test_cifar_airbench_learns_real_cifar_with_its_recipe(cifar_bits: tuple) -> None:
+    train, test = cifar_bits
+    rec = get_recipe("cifar-airbench").replace(epochs=3, warmup_epochs=1, batch_size=128)
+    res = fit("cifar_airbench", train, recipe=rec, seed=0)
+    frozen = [m.weight for m in res.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.equal(w, torch.ones_like(w)) for w in frozen)  # never trained
+    tf = transform_for("cifar_airbench")
+    acc = predict(res.model, test, transform=tf, test_time_flip=True).argmax(1) == test.labels
+    assert acc.mean() > 0.25

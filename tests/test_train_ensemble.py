@@ -18,11 +18,13 @@ from thresher.train import (
     StackedModels,
     check_stacked,
     fit,
+    get_recipe,
     predict,
     stack_models,
     train_many,
     unstack,
 )
+from thresher.train.recipes import set_lr
 from thresher.train.stacking import EnsembleLinear, StackedBatchNorm2d, StackedConv2d
 
 M = 3
@@ -306,3 +308,45 @@ def test_stacking_refuses_a_loss_it_does_not_implement() -> None:
     recipe = get_recipe("quick").replace(loss="ldam", epochs=1, drw_epoch=1)
     with pytest.raises(ConfigError, match="'ce' loss only"):
         train_many("mnist_lenet", train, recipe=recipe, seeds=[0, 1], stack=True, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["cifar_fast", "cifar_airbench"])
+def test_frozen_parameters_stay_frozen_and_unchanged_in_the_stack(name: str) -> None:
+    # cifar_fast's whitening conv is fixed; cifar_airbench also fixes batch norm's scales. A
+    # stacker builds its layers afresh, so the stack must carry the flags over, or training the
+    # stack would move weights that training one model alone never moves.
+    recipe = get_recipe("cifar-airbench").replace(ema_decay=0.0)
+    models = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        models.append(create_model(name, num_classes=10, in_channels=3).double().train())
+    alone = [copy.deepcopy(m) for m in models]
+    stacked = stack_models(models).train()
+    frozen = {n for n, p in models[0].named_parameters() if not p.requires_grad}
+    assert "whiten.weight" in frozen
+    assert (name == "cifar_airbench") == any(n.startswith("blocks.") for n in frozen)
+    stacked_frozen = {n for n, p in stacked.named_parameters() if not p.requires_grad}
+    assert stacked_frozen == {f"body.{n}" for n in frozen}
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 3, 32, 32, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (2, 8), generator=g)
+    opt = recipe.make_optimizer(stacked)
+    set_lr(opt, 0.1)
+    for _ in range(2):
+        loss = F.cross_entropy(stacked(x).flatten(0, 1), y.flatten(), reduction="none")
+        opt.zero_grad()
+        loss.view(2, 8).mean(1).sum().backward()
+        opt.step()
+    for i, model in enumerate(alone):
+        opt_i = recipe.make_optimizer(model)
+        set_lr(opt_i, 0.1)
+        for _ in range(2):
+            opt_i.zero_grad()
+            F.cross_entropy(model(x[i]), y[i]).backward()
+            opt_i.step()
+    for single, model, start in zip(unstack(stacked), alone, models, strict=True):
+        _states_close(single, model, atol=1e-9, rtol=1e-9)
+        start_state = start.state_dict()
+        for key in frozen:
+            assert torch.equal(single.state_dict()[key], start_state[key]), key

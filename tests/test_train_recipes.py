@@ -10,6 +10,7 @@ import torch
 
 from thresher.errors import ConfigError
 from thresher.train import RECIPES, Recipe, get_recipe
+from thresher.train.recipes import set_lr
 
 
 def test_registered_recipes_carry_the_papers_settings() -> None:
@@ -117,3 +118,49 @@ def test_to_dict_is_json_ready_and_complete() -> None:
         **{**d, "betas": tuple(d["betas"]), "augment": tuple(d["augment"])}
     ) == get_recipe("cifar-resnet")
     json.dumps(d)
+
+
+def test_norm_lr_scale_gives_batch_norm_its_own_learning_rate_and_the_same_decay() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    net[1].weight.requires_grad_(False)  # frozen parameters are left out of every group
+    recipe = Recipe(optimizer="sgd", lr=0.1, weight_decay=1e-3, norm_lr_scale=64.0)
+    opt = recipe.make_optimizer(net)
+    rest, norms = opt.param_groups
+    assert [p.shape for p in rest["params"]] == [(4, 3), (4,)]  # the linear layer
+    assert norms["params"] == [net[1].bias]
+    assert (rest["lr_scale"], norms["lr_scale"]) == (1.0, 64.0)
+    # Decay per step (lr * weight_decay) is the same in both groups.
+    assert math.isclose(rest["lr"] * rest["weight_decay"], norms["lr"] * norms["weight_decay"])
+    set_lr(opt, 0.05)
+    assert (rest["lr"], norms["lr"]) == (0.05, 0.05 * 64)
+    # One step of plain SGD: the shift moves 64 times as far as with one learning rate.
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    before = net[1].bias.detach().clone()
+    net(x).pow(2).sum().backward()
+    grad = net[1].bias.grad.clone()
+    opt.step()
+    decay = 1e-3 / 64 * before
+    torch.testing.assert_close(net[1].bias.detach(), before - 0.05 * 64 * (grad + decay))
+
+
+def test_norm_lr_scale_is_validated_and_needs_the_module() -> None:
+    with pytest.raises(ConfigError, match="norm_lr_scale must be a positive number"):
+        Recipe(norm_lr_scale=0)
+    with pytest.raises(ConfigError, match="pass the module to make_optimizer"):
+        Recipe(norm_lr_scale=2.0).make_optimizer([torch.nn.Parameter(torch.zeros(2))])
+    # Left out of stored recipes at its default, so the keys of stored results do not change.
+    assert "norm_lr_scale" not in get_recipe("cifar-fast").to_dict()
+    assert get_recipe("cifar-airbench").to_dict()["norm_lr_scale"] == 64.0
+
+
+def test_cifar_airbench_recipe_is_airbench_in_pytorch_terms() -> None:
+    # airbench94: lr 11.5 and weight decay 0.0153 per 1,024 examples on a summed loss,
+    # decoupled from Nesterov momentum 0.85 (kilostep scale 1024 * (1 + 1 / 0.15)).
+    r = get_recipe("cifar-airbench")
+    kilostep = 1024 * (1 + 1 / (1 - 0.85))
+    lr_sum = 11.5 / kilostep
+    assert math.isclose(r.lr, lr_sum * r.batch_size, rel_tol=1e-3)  # same step on a mean loss
+    decay_per_step = 0.0153 * 1024 / kilostep
+    assert math.isclose(r.lr * r.weight_decay, decay_per_step, rel_tol=5e-3)
+    assert (r.momentum, r.nesterov, r.norm_lr_scale, r.label_smoothing) == (0.85, True, 64, 0.2)
+    assert r.augment == ("translate", "flip")

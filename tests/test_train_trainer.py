@@ -15,7 +15,7 @@ from thresher.data.types import ImageDataset
 from thresher.errors import ConfigError, DataError, ModelError
 from thresher.models import InputTransform, create_model
 from thresher.train import Recipe, fit, get_recipe, predict
-from thresher.train.augment import random_crop, random_flip
+from thresher.train.augment import augment_batch, random_crop, random_flip
 from thresher.train.trainer import batch_bounds
 
 TINY = Recipe(batch_size=32, epochs=1)
@@ -149,6 +149,25 @@ def test_random_crop_shifts_each_image_within_the_padding() -> None:
     assert len(shifts) > 1
     again = random_crop(x, padding=2, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
+
+
+def test_translate_shifts_by_up_to_two_pixels_into_a_mirrored_border() -> None:
+    x = torch.arange(40 * 5 * 5, dtype=torch.uint8).reshape(40, 1, 5, 5)
+    out = augment_batch(x, ("translate",), generator=torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8
+    # Reflect padding (no black border): every crop is a window of the mirrored image.
+    padded = torch.nn.functional.pad(x.float(), (2, 2, 2, 2), mode="reflect")
+    shifts = set()
+    for i in range(40):
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i].float(), padded[i, :, dy : dy + 5, dx : dx + 5])
+        ]
+        assert found, i
+        shifts.add(found[0])
+    assert len(shifts) > 10  # 25 possible offsets, drawn at random
 
 
 def test_random_flip_mirrors_about_half_the_images() -> None:

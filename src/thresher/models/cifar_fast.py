@@ -45,6 +45,7 @@ class CifarFast(nn.Module):
         in_channels: int = 3,
         widths: tuple[int, int, int] = (64, 128, 256),
         logit_scale: float = 1 / 9,
+        airbench_init: bool = False,
     ) -> None:
         super().__init__()
         whiten_width = 2 * in_channels * WHITEN_PATCH * WHITEN_PATCH
@@ -55,7 +56,7 @@ class CifarFast(nn.Module):
         blocks = []
         width_in = whiten_width
         for width in widths:
-            blocks.append(_block(width_in, width))
+            blocks.append(_block(width_in, width, airbench_init=airbench_init))
             width_in = width
         self.blocks = nn.Sequential(*blocks)
         self.gmp = nn.AdaptiveMaxPool2d(1)
@@ -96,8 +97,8 @@ class CifarFast(nn.Module):
         return self.fc(self.pool(self.gmp(h))) * self.logit_scale
 
 
-def _block(width_in: int, width: int) -> nn.Sequential:
-    return nn.Sequential(
+def _block(width_in: int, width: int, *, airbench_init: bool = False) -> nn.Sequential:
+    block = nn.Sequential(
         nn.Conv2d(width_in, width, 3, padding=1, bias=False),
         nn.MaxPool2d(2),
         nn.BatchNorm2d(width, momentum=BN_MOMENTUM),
@@ -106,6 +107,18 @@ def _block(width_in: int, width: int) -> nn.Sequential:
         nn.BatchNorm2d(width, momentum=BN_MOMENTUM),
         nn.GELU(),
     )
+    if airbench_init:
+        for layer in block:
+            if isinstance(layer, nn.Conv2d):
+                # The first filters pass their input channel through (identity, "dirac"), the
+                # others keep the default random init: the block starts near the identity.
+                with torch.no_grad():
+                    n = min(layer.in_channels, layer.out_channels)
+                    nn.init.dirac_(layer.weight[:n])
+            elif isinstance(layer, nn.BatchNorm2d):
+                # Only the shift trains; the scale stays 1 (the next conv can rescale).
+                layer.weight.requires_grad_(False)
+    return block
 
 
 @register_model(
@@ -121,6 +134,23 @@ def _block(width_in: int, width: int) -> nn.Sequential:
 def cifar_fast(*, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """The fast CIFAR net at 64/128/256 widths (about 1.2M parameters)."""
     return CifarFast(num_classes=num_classes, in_channels=in_channels)
+
+
+@register_model(
+    "cifar_airbench",
+    input_size=(32, 32),
+    mean=CIFAR10_MEAN,
+    std=CIFAR10_STD,
+    recipe="cifar-airbench",
+    feature_layer="pool",
+    test_time_flip=True,
+    description="cifar_fast with airbench's identity init and fixed batch-norm scales",
+)
+def cifar_airbench(*, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """``cifar_fast`` (64/128/256) with airbench's initialisation: the first filters of each
+    3x3 conv start as the identity ("dirac") and batch norm's scales stay fixed at 1, for the
+    recipe ``cifar-airbench`` (airbench's optimiser settings)."""
+    return CifarFast(num_classes=num_classes, in_channels=in_channels, airbench_init=True)
 
 
 @register_model(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from thresher.train.recipes import CROP_PADDING
+from thresher.train.recipes import CROP_PADDING, TRANSLATE_PADDING
 
 
 def random_crop(x: torch.Tensor, *, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -26,13 +26,16 @@ def random_crop(x: torch.Tensor, *, padding: int, generator: torch.Generator) ->
     return crop_at(x, _draw_offsets(x.shape[0], padding, generator, x.device), padding=padding)
 
 
-def crop_at(x: torch.Tensor, offsets: torch.Tensor, *, padding: int) -> torch.Tensor:
-    """Crop ``(B, C, H, W)`` images, zero-padded by ``padding``, at ``offsets`` ``(2, B)``
-    (row, column), in one gather."""
+def crop_at(
+    x: torch.Tensor, offsets: torch.Tensor, *, padding: int, reflect: bool = False
+) -> torch.Tensor:
+    """Crop ``(B, C, H, W)`` images, padded by ``padding`` (zeros, or with ``reflect`` their
+    own mirrored border), at ``offsets`` ``(2, B)`` (row, column), in one gather."""
     if padding <= 0:
         return x
     b, _, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    mode = "reflect" if reflect else "constant"
+    padded = F.pad(x, (padding, padding, padding, padding), mode=mode)
     rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # (B, H)
     cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # (B, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
@@ -63,6 +66,8 @@ def draw_augmentation(
     for name in augment:
         if name == "crop":
             draws.append(_draw_offsets(batch, CROP_PADDING, generator, device))
+        elif name == "translate":
+            draws.append(_draw_offsets(batch, TRANSLATE_PADDING, generator, device))
         elif name == "flip":
             draws.append(_draw_flips(batch, generator, device))
     return draws
@@ -78,7 +83,12 @@ def apply_augmentation(
 ) -> torch.Tensor:
     """Apply a recipe's augmentations with pre-drawn random numbers."""
     for name, draw in zip(augment, draws, strict=True):
-        x = crop_at(x, draw, padding=CROP_PADDING) if name == "crop" else flip_where(x, draw)
+        if name == "crop":
+            x = crop_at(x, draw, padding=CROP_PADDING)
+        elif name == "translate":
+            x = crop_at(x, draw, padding=TRANSLATE_PADDING, reflect=True)
+        else:
+            x = flip_where(x, draw)
     return x
 
 

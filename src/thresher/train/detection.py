@@ -20,7 +20,7 @@ from thresher.data.types import ImageDataset
 from thresher.device import resolve_device
 from thresher.errors import ConfigError, DataError
 from thresher.progress import track
-from thresher.train.recipes import Recipe, get_recipe
+from thresher.train.recipes import Recipe, get_recipe, set_lr
 from thresher.train.trainer import (
     EpochStats,
     ModelLike,
@@ -139,7 +139,7 @@ def fit_detector(
     n = len(idx)
     gen = data_generator(seed, dev)
     bounds = batch_bounds(n, rec.batch_size)
-    optimizer = rec.make_optimizer(net.parameters())
+    optimizer = rec.make_optimizer(net)
     history: list[EpochStats] = []
     step = 0
     with seeded_rng(seed, dev):
@@ -153,8 +153,7 @@ def fit_detector(
                 xb = _images(data, rows, dev)
                 targets = _targets(data, rows, dev)
                 lr = rec.lr_at(step, steps_per_epoch=len(bounds))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                set_lr(optimizer, lr)
                 with autocast(prec, dev):
                     losses = net(list(xb), targets)
                 loss = sum(v.float() for v in losses.values())

@@ -22,7 +22,7 @@ from thresher.device import as_tensor, resolve_device
 from thresher.errors import ConfigError
 from thresher.progress import track
 from thresher.train.augment import apply_augmentation, draw_augmentation, join_draws
-from thresher.train.recipes import Recipe
+from thresher.train.recipes import Recipe, set_lr
 from thresher.train.stacking import check_stacked, stack_models, unstack
 from thresher.train.trainer import (
     EpochStats,
@@ -219,7 +219,7 @@ def _fit_stack(
     m, n = where.shape
     gens = [data_generator(s, dev) for s in seeds]
     bounds = batch_bounds(n, recipe.batch_size)
-    optimizer = recipe.make_optimizer(stacked.parameters())
+    optimizer = recipe.make_optimizer(stacked)
     histories: list[list[EpochStats]] = [[] for _ in range(m)]
     step = 0
     with seeded_rng(seeds[0], dev):
@@ -249,8 +249,7 @@ def _fit_stack(
                 x_in = tf(xb)
                 x_in = x_in.reshape(m, b - a, *x_in.shape[1:])
                 lr = recipe.lr_at(step, steps_per_epoch=len(bounds))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                set_lr(optimizer, lr)
                 with autocast(prec, dev):
                     logits = stacked(x_in).float()  # (M, B, K)
                 per_sample = F.cross_entropy(

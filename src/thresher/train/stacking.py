@@ -423,6 +423,7 @@ def _convert(layers: list[nn.Module], *, path: str, memo: dict[int, nn.Module]) 
         )
     if kind in STACKERS:
         out = STACKERS[kind](layers)
+        _keep_frozen(first, out, name=name)
     elif kind in PER_CHANNEL:
         out = copy.deepcopy(first)
     elif next(first.children(), None) is not None:
@@ -434,6 +435,20 @@ def _convert(layers: list[nn.Module], *, path: str, memo: dict[int, nn.Module]) 
         )
     memo[id(first)] = out
     return out
+
+
+def _keep_frozen(first: nn.Module, stacked: nn.Module, *, name: str) -> None:
+    """A parameter frozen in the models (``requires_grad=False``, e.g. a fixed whitening
+    conv) stays frozen in the stacked layer, which a stacker builds afresh."""
+    frozen = {n for n, p in first.named_parameters(recurse=False) if not p.requires_grad}
+    params = dict(stacked.named_parameters(recurse=False))
+    for param_name in frozen:
+        if param_name not in params:
+            raise ConfigError(
+                f"cannot stack layer {name!r}: its frozen parameter {param_name!r} has no "
+                "stacked counterpart; train these models one after another (stack=False)"
+            )
+        params[param_name].requires_grad_(False)
 
 
 def _convert_container(

@@ -26,7 +26,7 @@ from thresher.models import InputTransform, create_model, model_spec, transform_
 from thresher.progress import track
 from thresher.train.augment import augment_batch
 from thresher.train.losses import make_criterion
-from thresher.train.recipes import Recipe, get_recipe
+from thresher.train.recipes import Recipe, get_recipe, set_lr
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 ModelBuilder = Callable[..., nn.Module]
@@ -420,7 +420,7 @@ def fit(
     n = len(idx)
     gen = data_generator(seed, dev)
     bounds = batch_bounds(n, recipe_.batch_size)
-    optimizer = recipe_.make_optimizer(net.parameters())
+    optimizer = recipe_.make_optimizer(net)
     counts = np.bincount(labels[idx], minlength=train.num_classes)
     criterion = make_criterion(recipe_, class_counts=counts, device=dev)
     history: list[EpochStats] = []
@@ -443,8 +443,7 @@ def fit(
                 if recipe_.augment:
                     xb = augment_batch(xb, recipe_.augment, generator=gen)
                 lr = recipe_.lr_at(step, steps_per_epoch=len(bounds))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                set_lr(optimizer, lr)
                 with autocast(prec, dev):
                     logits = net(to_input(tf(xb), channels_last))
                     loss = criterion(logits.float(), yb, epoch=epoch)
