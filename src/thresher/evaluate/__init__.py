@@ -2,6 +2,13 @@
 
 from thresher.evaluate.metrics import ClassMetrics, align_classes, class_metrics
 from thresher.evaluate.result import EvaluationResult
-from thresher.evaluate.retrain import evaluate
+from thresher.evaluate.retrain import evaluate, evaluate_trained
 
-__all__ = ["ClassMetrics", "EvaluationResult", "align_classes", "class_metrics", "evaluate"]
+__all__ = [
+    "ClassMetrics",
+    "EvaluationResult",
+    "align_classes",
+    "class_metrics",
+    "evaluate",
+    "evaluate_trained",
+]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +59,92 @@ def evaluate(
         images with a different number of channels.
     ConfigError: no seeds, repeated seeds.
     """
+    prep = _prepare(train, test, subset_ids=subset_ids, seeds=seeds)
+    recipe_ = resolve_recipe(model, recipe)
+    tf = resolve_transform(model, transform)
+    dev = resolve_device(device)
+    results = train_many(
+        model,
+        train,
+        recipe=recipe_,
+        seeds=prep.seeds,
+        subsets=[prep.positions] * len(prep.seeds),
+        device=dev,
+        stack=stack,
+        transform=tf,
+    )
+    return _score(
+        [r.model for r in results],
+        test,
+        prep,
+        model=model,
+        recipe=recipe_,
+        transform=tf,
+        device=dev,
+        train_size=len(train),
+        train_seconds=[r.seconds for r in results],
+        stacked=all(r.stacked for r in results),
+        keep_models=keep_models,
+    )
+
+
+def evaluate_trained(
+    models: Sequence[torch.nn.Module],
+    train: ImageDataset,
+    test: ImageDataset,
+    *,
+    model: str,
+    recipe: Recipe,
+    seeds: Sequence[int],
+    train_seconds: Sequence[float],
+    subset_ids: Sequence[str] | np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    transform: Transform | str | None = None,
+) -> EvaluationResult:
+    """The :func:`evaluate` result of models already trained on the subset ``subset_ids`` of
+    ``train`` with ``recipe`` and ``seeds`` (one model per seed, in order): tested exactly as
+    ``evaluate`` tests the models it trains, e.g. to count a run's own model as one seed of the
+    full-set baseline instead of training it again."""
+    prep = _prepare(train, test, subset_ids=subset_ids, seeds=list(seeds))
+    if not len(models) == len(prep.seeds) == len(train_seconds):
+        raise ConfigError(
+            f"{len(models)} models, {len(prep.seeds)} seeds and {len(train_seconds)} training "
+            "times: give one seed and one time per model"
+        )
+    return _score(
+        list(models),
+        test,
+        prep,
+        model=model,
+        recipe=recipe,
+        transform=resolve_transform(model, transform),
+        device=resolve_device(device),
+        train_size=len(train),
+        train_seconds=list(train_seconds),
+        stacked=False,
+        keep_models=False,
+    )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What an evaluation checks and counts before any model trains."""
+
+    seeds: list[int]
+    positions: np.ndarray
+    alignment: Any
+    subset_counts: np.ndarray
+    support: np.ndarray
+    warnings: tuple[str, ...]
+
+
+def _prepare(
+    train: ImageDataset,
+    test: ImageDataset,
+    *,
+    subset_ids: Sequence[str] | np.ndarray | None,
+    seeds: int | Sequence[int],
+) -> _Prepared:
     train.require_labels("evaluation (training set)")
     test.require_labels("evaluation (test set)")
     if test.channels != train.channels:
@@ -66,10 +154,6 @@ def evaluate(
         )
     seed_list = _seed_list(seeds)
     positions = _subset_positions(train, subset_ids)
-    recipe_ = resolve_recipe(model, recipe)
-    tf = resolve_transform(model, transform)
-    dev = resolve_device(device)
-
     alignment = align_classes(train, test)
     k = len(alignment.classes)
     subset_counts = np.bincount(train.labels[positions], minlength=k)  # type: ignore[index]
@@ -84,48 +168,54 @@ def evaluate(
         for c in range(train.num_classes)
         if subset_counts[c] == 0 and support[c] > 0
     ]
+    return _Prepared(seed_list, positions, alignment, subset_counts, support, tuple(warnings))
 
-    results = train_many(
-        model,
-        train,
-        recipe=recipe_,
-        seeds=seed_list,
-        subsets=[positions] * len(seed_list),
-        device=dev,
-        stack=stack,
-        transform=tf,
-    )
+
+def _score(
+    models: list[torch.nn.Module],
+    test: ImageDataset,
+    prep: _Prepared,
+    *,
+    model: ModelLike,
+    recipe: Recipe,
+    transform: Transform,
+    device: torch.device,
+    train_size: int,
+    train_seconds: list[float],
+    stacked: bool,
+    keep_models: bool,
+) -> EvaluationResult:
+    k = len(prep.alignment.classes)
     per_seed = []
-    for res in results:
+    for trained in models:
         logits = predict(
-            res.model,
+            trained,
             test,
-            transform=tf,
-            device=dev,
-            precision=recipe_.precision,
+            transform=transform,
+            device=device,
+            precision=recipe.precision,
             test_time_flip=uses_test_time_flip(model),
         )
-        per_seed.append(class_metrics(alignment.test_labels, logits.argmax(1), num_classes=k))
-
+        per_seed.append(class_metrics(prep.alignment.test_labels, logits.argmax(1), num_classes=k))
     return EvaluationResult(
         model=model if isinstance(model, str) else getattr(model, "__name__", type(model).__name__),
-        recipe=recipe_,
-        seeds=tuple(seed_list),
-        classes=alignment.classes,
-        train_size=len(train),
-        subset_size=len(positions),
+        recipe=recipe,
+        seeds=tuple(prep.seeds),
+        classes=prep.alignment.classes,
+        train_size=train_size,
+        subset_size=len(prep.positions),
         test_size=len(test),
         accuracy=np.array([m.accuracy for m in per_seed]),
         precision=np.stack([m.precision for m in per_seed]),
         recall=np.stack([m.recall for m in per_seed]),
         f1=np.stack([m.f1 for m in per_seed]),
         confusion=np.stack([m.confusion for m in per_seed]),
-        support=support.astype(np.int64),
-        subset_class_counts=subset_counts.astype(np.int64),
-        train_seconds=np.array([r.seconds for r in results]),
-        stacked=all(r.stacked for r in results),
-        warnings=tuple(warnings),
-        models=tuple(r.model for r in results) if keep_models else (),
+        support=prep.support.astype(np.int64),
+        subset_class_counts=prep.subset_counts.astype(np.int64),
+        train_seconds=np.array(train_seconds, dtype=np.float64),
+        stacked=stacked,
+        warnings=prep.warnings,
+        models=tuple(models) if keep_models else (),
     )
 
 

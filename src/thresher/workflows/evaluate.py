@@ -131,19 +131,63 @@ def evaluate_subsets_run(
         )
         for name, ids in subsets.items()
     ]
-    results = engine.sweep(
-        jobs,
-        train=run_dataset(run, "train"),
-        test=run_dataset(run, "test"),
-        device=device,
-        store=run.file(SWEEP_DIR),
-    )
+    train, test = run_dataset(run, "train"), run_dataset(run, "test")
+    for job in jobs:
+        _reuse_run_model(run, job, train=train, test=test, device=device)
+    results = engine.sweep(jobs, train=train, test=test, device=device, store=run.file(SWEEP_DIR))
     out: dict[str, EvaluationResult] = {}
     for name, job, result in zip(subsets, jobs, results, strict=True):
         run.write_table(f"evaluate/{job.name}.parquet", result.to_table())
         run.write_json(f"evaluate/{job.name}.json", result.to_dict())
         out[name] = result
     return out
+
+
+def _reuse_run_model(run: Run, job: EvalJob, *, train: Any, test: Any, device: str | None) -> None:
+    """Store the run's own model as the full-set seed it already is, instead of training it
+    again: ``thresher train`` fitted it on the whole training split with the run's seed,
+    recipe and the architecture's transform, exactly what that seed of the job would train
+    (one model on the full CIFAR-10 is an hour on a CPU). Only when every one of those
+    matches, and only into an empty slot (a stored result is never replaced)."""
+    from thresher.distributed.sweep import (
+        data_key,
+        read_seed_result,
+        seed_key,
+        seed_path,
+        write_seed_result,
+    )
+    from thresher.evaluate.retrain import evaluate_trained
+    from thresher.workflows.run import run_model
+
+    trained = run.manifest.get("steps", {}).get("train")
+    seed = run.config.get("seed")
+    if (
+        job.subset_ids is not None
+        or job.transform is not None
+        or run.config.get("origin", "train") != "train"  # a given model was not trained here
+        or not isinstance(trained, dict)
+        or trained.get("epochs") != job.recipe.epochs
+        or not isinstance(seed, int)
+        or seed not in job.seeds
+        or run.config["model"]["name"] != job.model
+        or run.config.get("recipe") != job.recipe.to_dict()
+    ):
+        return
+    store = run.file(SWEEP_DIR)
+    path, key = seed_path(store, job, seed), seed_key(job, seed, data=data_key(train, test))
+    if read_seed_result(path, key) is not None:
+        return
+    result = evaluate_trained(
+        [run_model(run)],
+        train,
+        test,
+        model=job.model,
+        recipe=job.recipe,
+        seeds=[seed],
+        train_seconds=[float(trained.get("seconds", float("nan")))],
+        device=device,
+    )
+    write_seed_result(path, key, result.to_dict())
 
 
 def safe_name(name: str) -> str:
