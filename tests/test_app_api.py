@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
+pytest.importorskip("fastapi", reason="the app tests need the app extra (thresher[app])")
 from fastapi.testclient import TestClient
 
 from thresher.app.server import create_app
@@ -79,6 +81,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def client(run_dir: Path) -> Iterator[TestClient]:
     with TestClient(create_app(run_dir)) as c:
         yield c
+        # the run is shared with test_app_grid: no filter of ours may land in it later
+        assert c.app.state.filter_jobs.join(timeout=300)
 
 
 @pytest.fixture
@@ -513,3 +517,17 @@ def test_a_large_body_is_refused_before_it_is_read(client: TestClient) -> None:
     asyncio.run(BodyLimit(never, limit=MAX_BODY_BYTES)(scope, receive, send))
     assert reads["n"] == 0
     assert sent[0]["status"] == 413
+
+
+def test_filter_jobs_join_waits_for_the_running_filter(run_dir: Path, tmp_path: Path) -> None:
+    from thresher.app.jobs import FilterJobs
+    from thresher.workflows.filter import FilterSettings
+    from thresher.workflows.run import open_run
+
+    shutil.copytree(run_dir, tmp_path / "run")
+    jobs = FilterJobs(open_run(tmp_path / "run"))
+    assert jobs.join(timeout=0)  # nothing started: nothing to wait for
+    job = jobs.start(FilterSettings(outliers=0.02, similar=0.02), previous_tag=None)
+    assert jobs.join(timeout=300)
+    assert job.status == "done", job.error
+    assert (tmp_path / "run" / "filter" / "o2-s2-pca128-auto-auto-auto-seed0").is_dir()

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+pytest.importorskip("fastapi", reason="the app tests need the app extra (thresher[app])")
 from fastapi.testclient import TestClient
 
 from thresher.app.server import create_app

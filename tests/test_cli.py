@@ -134,6 +134,22 @@ def test_debug_shows_the_traceback(cli: Cli) -> None:
     os.environ.pop("THRESHER_DEBUG", None)
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["compare", "RUN", "--bogus"], "No such option: --bogus"),
+        (["train", "digits", "--epochs", "many"], "Invalid value for '--epochs'"),
+        (["filterr"], "No such command 'filterr'"),
+    ],
+)
+def test_a_usage_error_is_a_message_not_a_traceback(cli: Cli, argv: list[str], says: str) -> None:
+    code, _, err = cli(argv)
+    assert code == 2
+    assert "Traceback" not in err
+    assert says in " ".join(err.split())  # rich wraps the box; compare the words
+    assert "Usage:" in err  # with the command line to fix
+
+
 def test_installed_script_prints_no_traceback(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("thresher")
     proc = subprocess.run(

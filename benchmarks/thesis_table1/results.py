@@ -2,10 +2,15 @@
 
 Reads only what ``run.sh`` stored (the compare table and the run's manifest); nothing is typed
 by hand except the thesis's own row, for the side-by-side. Safe to run again.
+
+    python benchmarks/thesis_table1/results.py    # the GPU run (benchmarks/gpu/table1.sh)
+    python benchmarks/thesis_table1/results.py --dir benchmarks/results/thesis_table1 \
+        --out benchmarks/results/thesis_table1_cifar10_cpu.json   # the CPU run (run.sh)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 from pathlib import Path
@@ -18,9 +23,27 @@ OUT = HERE.parent / "results"
 THESIS = {"full": 93.12, "90": {"random": 92.76, "similar": 93.20}}
 
 
+def machine(run_dir: Path, device: str) -> str:
+    """Where the run's models trained: ``machine.txt`` beside the run when the script that
+    trained them wrote one (benchmarks/gpu/table1.sh: the GPU's name, driver and torch), else
+    this CPU's model (run.sh trains on the machine that collects)."""
+    note = run_dir / "machine.txt"
+    if note.is_file():
+        return " ".join(note.read_text().split())
+    if device.startswith("cuda"):
+        return f"a CUDA GPU ({device})"
+    return f"{cpu_model()}, {platform.machine()}"
+
+
 def main() -> None:
-    table = json.loads((OUT / "thesis_table1" / "compare.json").read_text())
-    manifest = json.loads((OUT / "thesis_table1" / "run" / "manifest.json").read_text())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dir", type=Path, default=OUT / "thesis_table1_gpu", help="run.sh's TABLE1_DIR"
+    )
+    parser.add_argument("--out", type=Path, default=OUT / "thesis_table1_cifar10.json")
+    args = parser.parse_args()
+    table = json.loads((args.dir / "compare.json").read_text())
+    manifest = json.loads((args.dir / "run" / "manifest.json").read_text())
     cells = []
     for i, keep in enumerate(table["keeps"]):
         for j, method in enumerate(table["methods"]):
@@ -44,10 +67,11 @@ def main() -> None:
         "model": manifest["config"]["model"]["name"],
         "recipe": manifest["config"]["recipe"],
         "precision": manifest["config"]["recipe"]["precision"],
-        "machine": f"{cpu_model()}, {platform.machine()}",
+        "device": manifest["steps"]["train"]["device"],
+        "machine": machine(args.dir, manifest["steps"]["train"]["device"]),
         "thesis": THESIS,
     }
-    path = OUT / "thesis_table1_cifar10.json"
+    path = args.out
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k != "cells"}, indent=2))
     for c in cells:

@@ -14,11 +14,16 @@
 # settings on the fast CIFAR net; `cifar_fast` needed 20 epochs for 89.6% (docs/foundation.md).
 # The run's model stores model, precision and epochs in its recipe, so a later session resumes
 # with the same ones (MODEL, PRECISION and EPOCHS only matter when the run's model is trained).
+# TABLE1_DIR (default benchmarks/results/thesis_table1) keeps a run on another device apart
+# (benchmarks/gpu/table1.sh), RESULT_JSON names its table's file (default
+# thesis_table1_cifar10_cpu.json; the GPU run's is thesis_table1_cifar10.json, the table of
+# record); THRESHER and PY name the CLI and the Python to use.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export THRESHER_DATA=${THRESHER_DATA:-../shared/data} THRESHER_PROGRESS=${THRESHER_PROGRESS:-0}
 T=${THRESHER:-.venv/bin/thresher}
-OUT=benchmarks/results/thesis_table1
+PY=${PY:-.venv/bin/python}
+OUT=${TABLE1_DIR:-benchmarks/results/thesis_table1}
 RUN=$OUT/run
 PRECISION=${PRECISION:-fp32}
 SEEDS=${SEEDS:-3}
@@ -36,8 +41,11 @@ fi
 # early still pairs every method with random (a larger --seeds trains only the new seeds).
 for s in $(seq 1 "$SEEDS"); do
   echo "== [2/3] every method at $KEEP% kept, seeds 0-$((s - 1)) of $SEEDS (finished models are reused)"
+  # through a .part file: a pass stopped midway leaves the last finished pass's table
   "$T" compare "$RUN" --methods "$METHODS" --keep "$KEEP" --seeds "$s" \
-    --json > "$OUT/compare.json"
+    --json > "$OUT/compare.json.part"
+  mv "$OUT/compare.json.part" "$OUT/compare.json"
 done
 echo "== [3/3] the table"
-.venv/bin/python benchmarks/thesis_table1/results.py
+"$PY" benchmarks/thesis_table1/results.py --dir "$OUT" \
+  --out "${RESULT_JSON:-benchmarks/results/thesis_table1_cifar10_cpu.json}"

@@ -53,6 +53,7 @@ class FilterJobs:
         self._jobs: dict[str, FilterJob] = {}
         self._guard = threading.Lock()
         self._run_lock = lock or threading.RLock()
+        self._threads: list[threading.Thread] = []
 
     def start(self, settings: FilterSettings, *, previous_tag: str | None) -> FilterJob:
         with self._guard:
@@ -60,8 +61,19 @@ class FilterJobs:
                 raise JobBusyError("a filter is already running; wait for it to finish")
             job = FilterJob(id=uuid.uuid4().hex[:12], settings=settings, previous_tag=previous_tag)
             self._jobs[job.id] = job
-        threading.Thread(target=self._work, args=(job,), daemon=True, name=job.id).start()
+        thread = threading.Thread(target=self._work, args=(job,), daemon=True, name=job.id)
+        self._threads.append(thread)
+        thread.start()
         return job
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the running filters (at most ``timeout`` seconds in all); True when none
+        is left running. For whoever shares the run after this server (a test, a script)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._threads):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(left)
+        return not any(t.is_alive() for t in self._threads)
 
     def get(self, job_id: str) -> FilterJob | None:
         return self._jobs.get(job_id)

@@ -167,6 +167,7 @@ def create_app(run_dir: str | Path, *, host: str = "127.0.0.1", warm: bool = Fal
     allowed_hosts = set(LOOPBACK) | {"testserver", host}
     app = FastAPI(title="Thresher", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run_state = state
+    app.state.filter_jobs = jobs
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     # --- middleware: host check, security headers, request log ------------------------------

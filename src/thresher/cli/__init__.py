@@ -959,15 +959,32 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click's usage errors and our own bugs
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit | click.exceptions.Abort):
+    except Exception as exc:  # usage errors (typer's or click's) and our own bugs
+        usage, stops = _usage_error_types()
+        if isinstance(exc, usage) and hasattr(exc, "show"):
+            exc.show()  # "Usage: ... Error: No such option: --x", as typer prints it
+            sys.exit(getattr(exc, "exit_code", 2))
+        if isinstance(exc, stops):
             sys.exit(getattr(exc, "exit_code", 1))
         raise
+
+
+def _usage_error_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, exits/aborts) of the typer in use: recent typer raises its own copy of
+    click's exceptions (``typer._click``), older ones click's; both are caught."""
+    usage: list[type] = []
+    stops: list[type] = [typer.Exit, typer.Abort]
+    base = getattr(getattr(typer, "exceptions", None), "TyperException", None)
+    if isinstance(base, type):
+        usage.append(base)
+    try:
+        import click
+    except ImportError:  # typer without click
+        pass
+    else:
+        usage.append(click.exceptions.ClickException)
+        stops += [click.exceptions.Exit, click.exceptions.Abort]
+    return tuple(usage), tuple(stops)
 
 
 # Each product area's commands live in their own module (``thresher.cli.<area>``); importing one

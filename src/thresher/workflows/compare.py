@@ -20,7 +20,7 @@ from thresher.filter import SELECTORS, FilterResult
 from thresher.store import Run
 from thresher.workflows.evaluate import evaluate_run
 from thresher.workflows.filter import FilterSettings, percent_tag, run_filter
-from thresher.workflows.run import run_recipe
+from thresher.workflows.run import decoding_once, run_recipe
 
 # The filter's own comparison arms; every registered selector is one too (compare_methods()).
 FILTER_ARMS = ("similar", "outliers", "half", "labels")
@@ -112,9 +112,10 @@ def subset_for(
         )
     else:
         raise ConfigError(f"unknown method {method!r}; use any of {', '.join(compare_methods())}")
-    return run_filter(run, settings, cloud=False)
+    return run_filter(run, settings, cloud=False, reuse=True)
 
 
+@decoding_once  # every cell trains and tests on the same decoded splits
 def compare_run(
     run: Run,
     *,
@@ -141,7 +142,9 @@ def compare_run(
     ``filter_method`` (exact, scalable or auto) is the near-duplicate algorithm of the filter
     methods; running the comparison once with each measures their agreement in retrained accuracy.
     Every cell is stored under ``RUN/compare/`` and reused when its ids, seeds and epochs match,
-    so an interrupted comparison restarts where it stopped. ``engine="ray"`` trains the missing
+    so an interrupted comparison restarts where it stopped; each method's subset is filtered
+    once and reused by later comparisons over the same embeddings (:func:`run_filter`'s
+    ``reuse``). ``engine="ray"`` trains the missing
     cells as parallel Ray tasks. ``precision`` overrides the run recipe's.
     """
     for m in methods:

@@ -7,8 +7,9 @@ later ``export``, ``compare`` or the app can find it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,8 +17,12 @@ from thresher.errors import ConfigError, RunError
 from thresher.filter import SELECTORS, FilterResult, filter_dataset, project, select
 from thresher.filter.pipeline import PRESETS, preset
 from thresher.store import Run
+from thresher.store.run import dumps
 from thresher.workflows.embed import embed_run
 from thresher.workflows.run import has_images, is_embeddings_run, run_dataset
+
+if TYPE_CHECKING:
+    from thresher.embed.extract import Embeddings
 
 # GLOSH (the thesis's HDBSCAN score) takes minutes at 50k items and hours at 1M; above this
 # size "auto" uses the distance to the k-th neighbour, which scales (benchmarks/README.md).
@@ -148,11 +153,27 @@ def check_settings(settings: FilterSettings) -> None:
 
 
 def run_filter(
-    run: Run, settings: FilterSettings, *, device: str | None = None, cloud: bool = True
+    run: Run,
+    settings: FilterSettings,
+    *,
+    device: str | None = None,
+    cloud: bool = True,
+    reuse: bool = False,
 ) -> FilterResult:
-    """Filter the run's training split in the embedding space of ``settings.layer``."""
+    """Filter the run's training split in the embedding space of ``settings.layer``.
+
+    ``reuse`` returns the result already stored for exactly these settings over the same
+    embeddings (cache key) and ids, without filtering again: ``compare`` passes it, so that a
+    second pass over more seeds does not redo minutes of neighbour search and clustering.
+    Requests with label issues are always recomputed (the issues are stored outside the
+    settings); delete ``RUN/filter`` to force a recomputation.
+    """
     check_settings(settings)  # before embedding: a refused request leaves the run untouched
     emb = embed_run(run, layer=settings.layer, device=device)
+    if reuse:
+        stored = stored_filter(run, settings, emb)
+        if stored is not None:
+            return stored
     if settings.baseline is not None:
         if settings.keep is None:
             raise ConfigError("a baseline needs --keep PCT (the share of the data to keep)")
@@ -213,7 +234,12 @@ def run_filter(
     run.write_table(f"{base}/result.parquet", result.to_table())
     run.write_json(
         f"{base}/params.json",
-        {"settings": settings.__dict__, "layer": emb.layer, "summary": result.to_dict()},
+        {
+            "settings": settings.__dict__,
+            "layer": emb.layer,
+            "embeddings": emb.cache_key,  # what `reuse` checks the stored result against
+            "summary": result.to_dict(),
+        },
     )
     if cloud:
         _write_cloud(run, base, np.asarray(emb.values), result, seed=settings.seed)
@@ -221,6 +247,25 @@ def run_filter(
     run.record_entries(
         "filter", {tag: {"layer": emb.layer, "kept": int(result.kept.sum()), "total": len(result)}}
     )
+    return result
+
+
+def stored_filter(run: Run, settings: FilterSettings, emb: Embeddings) -> FilterResult | None:
+    """The result stored under ``filter/<tag>/`` if it was made with exactly ``settings`` over
+    the embeddings ``emb`` (same cache key, same ids in the same order); else None."""
+    base = f"filter/{settings.tag()}"
+    if settings.label_issues > 0 or emb.cache_key is None:
+        return None
+    if not (run.exists(f"{base}/params.json") and run.exists(f"{base}/result.parquet")):
+        return None
+    params = run.read_json(f"{base}/params.json")
+    if params.get("embeddings") != emb.cache_key:
+        return None
+    if params.get("settings") != json.loads(dumps(settings.__dict__)):
+        return None
+    result = FilterResult.from_table(run.read_table(f"{base}/result.parquet"))
+    if not np.array_equal(result.ids, np.asarray(emb.ids).astype(str)):
+        return None
     return result
 
 

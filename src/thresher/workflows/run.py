@@ -7,11 +7,15 @@ from the run directory alone.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
+import numpy as np
 from torch import nn
 
 from thresher.data import ImageDataset
@@ -139,8 +143,55 @@ def run_recipe(
     return rec
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+# The splits decoded inside a `reusing_datasets()` block, by (run folder, split); None outside.
+_DECODED: dict[tuple[str, str], ImageDataset] | None = None
+
+
+@contextmanager
+def reusing_datasets() -> Iterator[None]:
+    """Inside this block :func:`run_dataset` decodes each run's split once and then returns the
+    same (read-only) arrays: ``compare`` trains dozens of models on one run, and decoding
+    CIFAR-10's 60,000 JPEGs took 7-20 s per model, longer than a GPU's training. Nested blocks
+    share the outer one's datasets; all are released when the outermost block ends."""
+    global _DECODED
+    outer = _DECODED
+    if outer is None:
+        _DECODED = {}
+    try:
+        yield
+    finally:
+        _DECODED = outer
+
+
+def decoding_once(func: Callable[P, T]) -> Callable[P, T]:
+    """Run ``func`` inside :func:`reusing_datasets` (a decorator for many-model workflows)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with reusing_datasets():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 def run_dataset(run: Run, split: str = "train") -> ImageDataset:
-    """The run's data, rebuilt and checked against the fingerprint recorded at training."""
+    """The run's data, rebuilt and checked against the fingerprint recorded at training
+    (decoded once per :func:`reusing_datasets` block)."""
+    key = (str(run.path.resolve()), split)
+    if _DECODED is not None and key in _DECODED:
+        return _DECODED[key]
+    ds = _decode_run_dataset(run, split)
+    if _DECODED is not None:
+        for array in (ds.images, ds.labels, ds.ids):
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False  # shared by every later caller: never changed
+        _DECODED[key] = ds
+    return ds
+
+
+def _decode_run_dataset(run: Run, split: str) -> ImageDataset:
     if is_embeddings_run(run) and not has_images(run):
         raise RunError(
             f"{run.path} was made from precomputed embeddings without images; this step needs "
