@@ -480,7 +480,7 @@ def test_label_issues_reach_the_point_panel_the_filter_form_and_the_grids(
         shutil.rmtree(run_dir / "labels", ignore_errors=True)
 
 
-def test_a_large_body_is_refused_before_it_is_read(client: TestClient) -> None:
+def test_a_large_body_is_refused_before_it_is_read(client: TestClient, run_dir: Path) -> None:
     import asyncio
 
     from thresher.app.server import MAX_BODY_BYTES, BodyLimit
@@ -496,8 +496,15 @@ def test_a_large_body_is_refused_before_it_is_read(client: TestClient) -> None:
 
     r = client.post("/api/filter", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
+    before = _latest(client)
     ok = client.post("/api/filter", json={"outliers": 5, "similar": 5})
     assert ok.status_code == 202  # a normal request still passes
+    # the filter writes into the shared run: let it finish (the next test copies the run) and
+    # leave the run's latest filter as it was found
+    assert _wait(client, ok.json())["status"] == "done"
+    from thresher.workflows.run import open_run
+
+    open_run(run_dir).write_json("filter/latest.json", {"tag": before})
 
     # the declared-length refusal reads nothing of the body (the test client sends it whole)
     reads, sent = {"n": 0}, []
