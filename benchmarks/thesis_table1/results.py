@@ -1,21 +1,29 @@
 """Collect the Table 1 run into benchmarks/results/thesis_table1_cifar10.json (issue 16).
 
-Reads only what ``run.sh`` stored (the compare table and the run's manifest); nothing is typed
-by hand except the thesis's own row, for the side-by-side. Safe to run again.
+Reads only what the run stored (run.sh's compare table, or with ``--source evaluate`` the
+per-cell evaluations that pairs.py and compare write, and the run's manifest); nothing is typed
+by hand except the thesis's own table, for the side-by-side. Safe to run again.
 
     python benchmarks/thesis_table1/results.py    # the GPU run (benchmarks/gpu/table1.sh)
     python benchmarks/thesis_table1/results.py --dir benchmarks/results/thesis_table1 \
         --out benchmarks/results/thesis_table1_cifar10_cpu.json   # the CPU run (run.sh)
+    python benchmarks/thesis_table1/results.py --dir benchmarks/results/thesis_table1 \
+        --source evaluate --out benchmarks/results/thesis_table1_cifar10_cpu.json
+        # the CPU run's cells so far (pairs.py), each paired with random over common seeds
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 from pathlib import Path
 
+import numpy as np
+
 from thresher.device import cpu_model
+from thresher.evaluate.paired import paired_difference
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "results"
@@ -46,15 +54,15 @@ def machine(run_dir: Path, device: str) -> str:
     return f"{cpu_model()}, {platform.machine()}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--dir", type=Path, default=OUT / "thesis_table1_gpu", help="run.sh's TABLE1_DIR"
-    )
-    parser.add_argument("--out", type=Path, default=OUT / "thesis_table1_cifar10.json")
-    args = parser.parse_args()
-    table = json.loads((args.dir / "compare.json").read_text())
-    manifest = json.loads((args.dir / "run" / "manifest.json").read_text())
+def cells_from_compare(out_dir: Path) -> tuple[dict, list[dict]]:
+    """The full set and every cell of the last finished ``thresher compare`` pass (run.sh)."""
+    path = out_dir / "compare.json"
+    if not path.is_file():
+        raise SystemExit(
+            f"{path} not found: run.sh has not finished a compare pass in {out_dir}; "
+            "collect the cells pairs.py trained with --source evaluate"
+        )
+    table = json.loads(path.read_text())
     cells = []
     for i, keep in enumerate(table["keeps"]):
         for j, method in enumerate(table["methods"]):
@@ -72,8 +80,87 @@ def main() -> None:
                     "versus_random": cell.get("versus_random"),
                 }
             )
+    return table["full"], cells
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def cells_from_evaluate(run_dir: Path) -> tuple[dict, list[dict]]:
+    """Every cell the run has evaluated (``RUN/evaluate/<method>-keep<tag>.json``, as pairs.py
+    and compare store them), each against random at the same kept share over the seeds both
+    have: for a run whose cells have different numbers of seeds, or no full-set seeds yet
+    beyond the run's model (a CPU session trains the pairs first)."""
+    records = {
+        p.stem: json.loads(p.read_text()) for p in sorted((run_dir / "evaluate").glob("*.json"))
+    }
+    if "full" not in records:
+        raise SystemExit(f"{run_dir}/evaluate/full.json not found: no full-set model evaluated")
+    full = records.pop("full")
+    cells = []
+    for name, rec in records.items():
+        method, sep, tag = name.rpartition("-keep")
+        if not sep:
+            continue  # another evaluation stored in the run (not a Table 1 cell)
+        acc = dict(zip(rec["seeds"], rec["accuracy"], strict=True))
+        random = records.get(f"random-keep{tag}")
+        versus = None
+        if method != "random" and random is not None:
+            base = dict(zip(random["seeds"], random["accuracy"], strict=True))
+            common = sorted(set(acc) & set(base))
+            if common:
+                diff = paired_difference(
+                    np.array([acc[s] for s in common]), np.array([base[s] for s in common])
+                ).to_dict()
+                versus = {k: _finite(v) if isinstance(v, float) else v for k, v in diff.items()}
+                versus["seeds"] = common
+        values = np.array(rec["accuracy"], dtype=np.float64)
+        cells.append(
+            {
+                "method": method,
+                "kept": rec["subset_size"] / rec["train_size"],
+                "size": rec["subset_size"],
+                "seeds": rec["seeds"],
+                "accuracies": rec["accuracy"],
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                "versus_random": versus,
+                "train_seconds": rec.get("train_seconds"),
+            }
+        )
+    cells.sort(key=lambda c: (-c["kept"], c["method"] != "random", c["method"]))
+    values = np.array(full["accuracy"], dtype=np.float64)
+    summary = {
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        "seeds": full["seeds"],
+        "accuracies": full["accuracy"],
+    }
+    return summary, cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dir", type=Path, default=OUT / "thesis_table1_gpu", help="run.sh's TABLE1_DIR"
+    )
+    parser.add_argument("--out", type=Path, default=OUT / "thesis_table1_cifar10.json")
+    parser.add_argument(
+        "--source",
+        choices=("compare", "evaluate"),
+        default="compare",
+        help="compare: run.sh's last compare pass (every cell, same seeds); evaluate: every "
+        "cell the run evaluated, each paired with random over the seeds both have",
+    )
+    args = parser.parse_args()
+    manifest = json.loads((args.dir / "run" / "manifest.json").read_text())
+    if args.source == "compare":
+        full, cells = cells_from_compare(args.dir)
+    else:
+        full, cells = cells_from_evaluate(args.dir / "run")
     out = {
-        "full": table["full"],
+        "full": full,
         "cells": cells,
         "model": manifest["config"]["model"]["name"],
         "recipe": manifest["config"]["recipe"],
@@ -87,7 +174,10 @@ def main() -> None:
     print(json.dumps({k: v for k, v in out.items() if k != "cells"}, indent=2))
     for c in cells:
         vr = c["versus_random"]
-        diff = "" if not vr else f"  {100 * vr['mean']:+.2f} (p={vr['p_value']:.2g})"
+        diff = ""
+        if vr:
+            p = "n/a, 1 seed" if vr["p_value"] is None else f"{vr['p_value']:.2g}"
+            diff = f"  {100 * vr['mean']:+.2f} (p={p})"
         print(
             f"{c['kept']:.2f} {c['method']:<11} {100 * c['mean']:.2f} ± {100 * c['std']:.2f}{diff}"
         )
