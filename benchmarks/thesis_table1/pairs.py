@@ -8,6 +8,12 @@ random and similar at 90%, the pair Table 1's goal is about) into the same per-s
 as `compare`'s defaults), so a later `run.sh` picks them up and trains only what is missing.
 
     python benchmarks/thesis_table1/pairs.py --seeds 3     # seeds 0-2 of random and similar
+
+`random` keeps 50% (or 90%) of the data at random, so its class counts are the data's (about
+equal); a selector that is not class-aware (kcenter, uniqueness) keeps more of some classes.
+`--matched` also trains, for each method, a random subset with that method's class counts
+(`random_as_<method>-keep<k>`, `random_like`, subset seed 0): the method minus it is what its
+choice of images within each class adds, beyond the class balance it chose.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import numpy as np
 
 from thresher.evaluate.paired import paired_difference
 from thresher.filter import SELECTORS
+from thresher.store import Run
 from thresher.workflows.compare import subset_for
-from thresher.workflows.evaluate import evaluate_run
+from thresher.workflows.evaluate import evaluate_run, random_like
 from thresher.workflows.filter import percent_tag
 from thresher.workflows.run import open_run, reusing_datasets
 
@@ -34,6 +41,11 @@ def main() -> None:
     parser.add_argument("--keep", default="90", help="kept percentages, comma-separated")
     parser.add_argument("--methods", default="random,similar")
     parser.add_argument("--seeds", type=int, default=3, help="train seeds 0..N-1 (cached)")
+    parser.add_argument(
+        "--matched",
+        action="store_true",
+        help="also train a random subset with each method's class counts (random_as_<method>)",
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
@@ -48,9 +60,8 @@ def main() -> None:
         # seed by seed, so that a job stopped early leaves whole pairs, not one method's seeds
         for seeds in range(1, args.seeds + 1):
             for keep in keeps:
-                for method in methods:
+                for method, ids in cells(run, methods, keep, matched=args.matched):
                     start = time.perf_counter()
-                    ids = subset_for(run, method, keep).kept_ids
                     name = f"{method}-keep{percent_tag(keep)}"
                     result = evaluate_run(run, subset_ids=ids, seeds=seeds, name=name)
                     accuracies[name] = result.accuracy
@@ -68,6 +79,28 @@ def main() -> None:
                     accuracies[f"{method}-keep{tag}"], accuracies[f"random-keep{tag}"]
                 )
                 print(f"{method} - random at {tag}%: {diff.summary()}", flush=True)
+    for keep in keeps if args.matched else ():
+        tag = percent_tag(keep)
+        for method in methods:
+            if method != "random":
+                diff = paired_difference(
+                    accuracies[f"{method}-keep{tag}"], accuracies[f"random_as_{method}-keep{tag}"]
+                )
+                print(f"{method} - random_as_{method} at {tag}%: {diff.summary()}", flush=True)
+
+
+def cells(
+    run: Run, methods: list[str], keep: float, *, matched: bool
+) -> list[tuple[str, np.ndarray]]:
+    """(cell name, kept ids) of each method at ``keep``; with ``matched``, each non-random
+    method followed by the random subset with its class counts (``random_as_<method>``)."""
+    out = []
+    for method in methods:
+        ids = subset_for(run, method, keep).kept_ids
+        out.append((method, ids))
+        if matched and method != "random":
+            out.append((f"random_as_{method}", random_like(run, ids, seed=0)))
+    return out
 
 
 if __name__ == "__main__":

@@ -87,6 +87,23 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _paired(rec: dict, base: dict | None) -> dict | None:
+    """``rec``'s accuracies minus ``base``'s over the seeds both have (None without any)."""
+    if base is None:
+        return None
+    acc = dict(zip(rec["seeds"], rec["accuracy"], strict=True))
+    ref = dict(zip(base["seeds"], base["accuracy"], strict=True))
+    common = sorted(set(acc) & set(ref))
+    if not common:
+        return None
+    diff = paired_difference(
+        np.array([acc[s] for s in common]), np.array([ref[s] for s in common])
+    ).to_dict()
+    out = {k: _finite(v) if isinstance(v, float) else v for k, v in diff.items()}
+    out["seeds"] = common
+    return out
+
+
 def cells_from_evaluate(run_dir: Path) -> tuple[dict, list[dict]]:
     """Every cell the run has evaluated (``RUN/evaluate/<method>-keep<tag>.json``, as pairs.py
     and compare store them), each against random at the same kept share over the seeds both
@@ -103,18 +120,11 @@ def cells_from_evaluate(run_dir: Path) -> tuple[dict, list[dict]]:
         method, sep, tag = name.rpartition("-keep")
         if not sep:
             continue  # another evaluation stored in the run (not a Table 1 cell)
-        acc = dict(zip(rec["seeds"], rec["accuracy"], strict=True))
-        random = records.get(f"random-keep{tag}")
         versus = None
-        if method != "random" and random is not None:
-            base = dict(zip(random["seeds"], random["accuracy"], strict=True))
-            common = sorted(set(acc) & set(base))
-            if common:
-                diff = paired_difference(
-                    np.array([acc[s] for s in common]), np.array([base[s] for s in common])
-                ).to_dict()
-                versus = {k: _finite(v) if isinstance(v, float) else v for k, v in diff.items()}
-                versus["seeds"] = common
+        if method != "random":
+            versus = _paired(rec, records.get(f"random-keep{tag}"))
+        # pairs.py --matched: random with this method's class counts (None where not trained)
+        versus_matched = _paired(rec, records.get(f"random_as_{method}-keep{tag}"))
         values = np.array(rec["accuracy"], dtype=np.float64)
         cells.append(
             {
@@ -126,6 +136,7 @@ def cells_from_evaluate(run_dir: Path) -> tuple[dict, list[dict]]:
                 "mean": float(values.mean()),
                 "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
                 "versus_random": versus,
+                "versus_random_same_class_counts": versus_matched,
                 "train_seconds": rec.get("train_seconds"),
             }
         )
@@ -178,6 +189,10 @@ def main() -> None:
         if vr:
             p = "n/a, 1 seed" if vr["p_value"] is None else f"{vr['p_value']:.2g}"
             diff = f"  {100 * vr['mean']:+.2f} (p={p})"
+        vm = c.get("versus_random_same_class_counts")
+        if vm:
+            p = "n/a, 1 seed" if vm["p_value"] is None else f"{vm['p_value']:.2g}"
+            diff += f"  vs random_as: {100 * vm['mean']:+.2f} (p={p})"
         print(
             f"{c['kept']:.2f} {c['method']:<11} {100 * c['mean']:.2f} ± {100 * c['std']:.2f}{diff}"
         )
