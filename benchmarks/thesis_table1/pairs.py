@@ -70,23 +70,19 @@ def main() -> None:
                         f"mean ({time.perf_counter() - start:.0f} s)",
                         flush=True,
                     )
-    # each method against random at the same kept share, paired by seed (compare's statistic)
-    for keep in keeps if "random" in methods else ():
+    # each method against random at the same kept share (and, with --matched, against random
+    # with its own class counts), paired by seed (compare's statistic)
+    for keep in keeps:
         tag = percent_tag(keep)
-        for method in methods:
-            if method != "random":
+        for method in (m for m in methods if m != "random"):
+            refs = (["random"] if "random" in methods else []) + (
+                [f"random_as_{method}"] if args.matched else []
+            )
+            for ref in refs:
                 diff = paired_difference(
-                    accuracies[f"{method}-keep{tag}"], accuracies[f"random-keep{tag}"]
+                    accuracies[f"{method}-keep{tag}"], accuracies[f"{ref}-keep{tag}"]
                 )
-                print(f"{method} - random at {tag}%: {diff.summary()}", flush=True)
-    for keep in keeps if args.matched else ():
-        tag = percent_tag(keep)
-        for method in methods:
-            if method != "random":
-                diff = paired_difference(
-                    accuracies[f"{method}-keep{tag}"], accuracies[f"random_as_{method}-keep{tag}"]
-                )
-                print(f"{method} - random_as_{method} at {tag}%: {diff.summary()}", flush=True)
+                print(f"{method} - {ref} at {tag}%: {diff.summary()}", flush=True)
 
 
 def cells(
