@@ -14,6 +14,9 @@ equal); a selector that is not class-aware (kcenter, uniqueness) keeps more of s
 `--matched` also trains, for each method, a random subset with that method's class counts
 (`random_as_<method>-keep<k>`, `random_like`, subset seed 0): the method minus it is what its
 choice of images within each class adds, beyond the class balance it chose.
+`--per-class` gives each method a class-aware budget instead (the same share of every class,
+`subset_for(per_class=True)`), in cells named `<method>_perclass-keep<k>`; with `random` it is
+a class-stratified random subset.
 """
 
 from __future__ import annotations
@@ -46,11 +49,17 @@ def main() -> None:
         action="store_true",
         help="also train a random subset with each method's class counts (random_as_<method>)",
     )
+    parser.add_argument(
+        "--per-class",
+        action="store_true",
+        help="class-aware budgets: keep the same share of every class (<method>_perclass cells)",
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     run = open_run(args.dir / "run")
     methods = [m for m in args.methods.split(",") if m]
+    suffix = "_perclass" if args.per_class else ""
     keeps = [float(k) / 100 for k in args.keep.split(",") if k]
     trained = [m for m in methods if m in SELECTORS and SELECTORS.get(m).needs_signals]
     if trained:
@@ -60,7 +69,9 @@ def main() -> None:
         # seed by seed, so that a job stopped early leaves whole pairs, not one method's seeds
         for seeds in range(1, args.seeds + 1):
             for keep in keeps:
-                for method, ids in cells(run, methods, keep, matched=args.matched):
+                for method, ids in cells(
+                    run, methods, keep, matched=args.matched, per_class=args.per_class
+                ):
                     start = time.perf_counter()
                     name = f"{method}-keep{percent_tag(keep)}"
                     result = evaluate_run(run, subset_ids=ids, seeds=seeds, name=name)
@@ -75,27 +86,29 @@ def main() -> None:
     for keep in keeps:
         tag = percent_tag(keep)
         for method in (m for m in methods if m != "random"):
-            refs = (["random"] if "random" in methods else []) + (
-                [f"random_as_{method}"] if args.matched else []
+            refs = ([f"random{suffix}"] if "random" in methods else []) + (
+                [f"random_as_{method}{suffix}"] if args.matched else []
             )
             for ref in refs:
                 diff = paired_difference(
-                    accuracies[f"{method}-keep{tag}"], accuracies[f"{ref}-keep{tag}"]
+                    accuracies[f"{method}{suffix}-keep{tag}"], accuracies[f"{ref}-keep{tag}"]
                 )
                 print(f"{method} - {ref} at {tag}%: {diff.summary()}", flush=True)
 
 
 def cells(
-    run: Run, methods: list[str], keep: float, *, matched: bool
+    run: Run, methods: list[str], keep: float, *, matched: bool, per_class: bool
 ) -> list[tuple[str, np.ndarray]]:
     """(cell name, kept ids) of each method at ``keep``; with ``matched``, each non-random
-    method followed by the random subset with its class counts (``random_as_<method>``)."""
+    method followed by the random subset with its class counts (``random_as_<method>``);
+    with ``per_class``, class-aware budgets (names end in ``_perclass``)."""
+    suffix = "_perclass" if per_class else ""
     out = []
     for method in methods:
-        ids = subset_for(run, method, keep).kept_ids
-        out.append((method, ids))
+        ids = subset_for(run, method, keep, per_class=per_class or None).kept_ids
+        out.append((f"{method}{suffix}", ids))
         if matched and method != "random":
-            out.append((f"random_as_{method}", random_like(run, ids, seed=0)))
+            out.append((f"random_as_{method}{suffix}", random_like(run, ids, seed=0)))
     return out
 
 
